@@ -1,0 +1,1 @@
+"""Table definitions shipped with colphot (installed as ``colphot.catalogs``)."""

@@ -1,0 +1,126 @@
+"""Gaussian flux with fixed moments (LSST's GaussianFlux in forced mode).
+
+The weight is the elliptical Gaussian ``w = exp(-d^T Q^-1 d / 2)`` of the reference's second
+moments ``Q`` (pixels^2) at the fixed centre. For a Gaussian source with moments ``Q`` and flux
+``F``, ``sum(w D) = F / 2``, hence ``flux = 2 sum(w D)`` and ``err = 2 sqrt(sum(w^2 V))``.
+The weight is summed over a box of +-4 sigma along the major axis.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit
+
+__all__ = ["GaussianFluxResult", "measure_gaussian_flux", "FLAGS"]
+
+FLAGS = (
+    (0, "flag", "general failure: window truncated by the tile, non-finite pixels, or bad shape"),
+    (1, "flag_badShape", "shape missing, non-finite or not positive definite"),
+)
+
+_N_SIGMA = 4.0
+
+
+@dataclass(frozen=True)
+class GaussianFluxResult:
+    """Gaussian fluxes of ``n`` sources (image units) and flags."""
+
+    flux: np.ndarray
+    flux_err: np.ndarray
+    flag: np.ndarray
+    flag_bad_shape: np.ndarray
+
+
+def measure_gaussian_flux(
+    image: np.ndarray,
+    variance: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    ixx: np.ndarray,
+    iyy: np.ndarray,
+    ixy: np.ndarray,
+) -> GaussianFluxResult:
+    """Flux in an elliptical Gaussian weight of fixed moments at fixed positions.
+
+    Parameters
+    ----------
+    image, variance
+        2D pixel values and variance.
+    x, y
+        Centres in array pixel coordinates (0-based).
+    ixx, iyy, ixy
+        Second moments of the weight in pixel coordinates, pixels^2.
+
+    Returns
+    -------
+    GaussianFluxResult
+        ``flux``, ``flux_err`` in image units; NaN with ``flag_bad_shape`` when the moments are
+        unusable; ``flag`` also when the window leaves the image or covers non-finite pixels.
+    """
+    args = [np.ascontiguousarray(a, dtype=np.float64) for a in (x, y, ixx, iyy, ixy)]
+    n = args[0].shape[0]
+    flux = np.full(n, np.nan)
+    err = np.full(n, np.nan)
+    flag = np.zeros(n, dtype=np.bool_)
+    bad = np.zeros(n, dtype=np.bool_)
+    _gaussian_kernel(image, variance, *args, flux, err, flag, bad)
+    return GaussianFluxResult(flux, err, flag | bad, bad)
+
+
+@njit(cache=True, nogil=True)
+def _gaussian_kernel(image, variance, xs, ys, ixx, iyy, ixy, flux, err, flag, bad):
+    ny, nx = image.shape
+    for s in range(xs.shape[0]):
+        x = xs[s]
+        y = ys[s]
+        a = ixx[s]
+        b = iyy[s]
+        c = ixy[s]
+        det = a * b - c * c
+        if not (math.isfinite(a) and math.isfinite(b) and math.isfinite(c)) or a <= 0.0 \
+                or b <= 0.0 or det <= 0.0:
+            bad[s] = True
+            continue
+        if not (math.isfinite(x) and math.isfinite(y)):
+            flag[s] = True
+            continue
+        # inverse moments
+        pa = b / det
+        pb = a / det
+        pc = -c / det
+        hx = int(math.ceil(_N_SIGMA * math.sqrt(a)))
+        hy = int(math.ceil(_N_SIGMA * math.sqrt(b)))
+        xi = int(math.floor(x + 0.5))
+        yi = int(math.floor(y + 0.5))
+        i0 = yi - hy
+        i1 = yi + hy
+        j0 = xi - hx
+        j1 = xi + hx
+        if i0 < 0 or j0 < 0 or i1 >= ny or j1 >= nx:
+            flag[s] = True
+            i0 = max(i0, 0)
+            j0 = max(j0, 0)
+            i1 = min(i1, ny - 1)
+            j1 = min(j1, nx - 1)
+        swd = 0.0
+        swwv = 0.0
+        for i in range(i0, i1 + 1):
+            dy = i - y
+            for j in range(j0, j1 + 1):
+                dx = j - x
+                q = pa * dx * dx + pb * dy * dy + 2.0 * pc * dx * dy
+                if q > 2.0 * _N_SIGMA * _N_SIGMA:
+                    continue
+                w = math.exp(-0.5 * q)
+                d = image[i, j]
+                v = variance[i, j]
+                if not (math.isfinite(d) and math.isfinite(v)):
+                    flag[s] = True
+                    continue
+                swd += w * d
+                swwv += w * w * v
+        flux[s] = 2.0 * swd
+        err[s] = 2.0 * math.sqrt(swwv)

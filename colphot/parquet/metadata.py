@@ -1,0 +1,54 @@
+"""File metadata of forced-source Parquet: the ``colphot`` JSON key and astropy's YAML header."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from colphot._catalogs import load_catalog
+from colphot.config import ForcedPhotConfig
+
+__all__ = ["METADATA_KEY", "colphot_metadata", "astropy_yaml", "read_colphot_metadata"]
+
+METADATA_KEY = "colphot"
+
+
+def colphot_metadata(config: ForcedPhotConfig, inputs: list[dict[str, Any]],
+                     extra: dict[str, Any] | None = None) -> str:
+    """JSON text of the ``colphot`` schema key: version, config, inputs, schema version."""
+    from colphot import __version__
+
+    payload = {
+        "colphot_version": __version__,
+        "table": "forced_source",
+        "schema_version": load_catalog("forced_source")["version"],
+        "config": config.to_dict(),
+        "inputs": inputs,
+    }
+    if extra:
+        payload.update(extra)
+    return json.dumps(payload, sort_keys=True, default=str)
+
+
+def astropy_yaml(schema: pa.Schema, meta: dict[str, Any] | None = None) -> str:
+    """astropy's ``table_meta_yaml`` for ``schema``, so ``Table.read`` restores units."""
+    from astropy.table import Table
+    from astropy.table import meta as table_meta
+
+    table = Table(meta=meta or {})
+    for field in schema:
+        info = {k.decode(): v.decode() for k, v in (field.metadata or {}).items()}
+        dtype = np.dtype(str) if pa.types.is_string(field.type) else field.type.to_pandas_dtype()
+        table[field.name] = np.zeros(0, dtype=dtype)
+        table[field.name].unit = info.get("unit")
+        table[field.name].description = info.get("description")
+    return "\n".join(table_meta.get_yaml_from_table(table))
+
+
+def read_colphot_metadata(schema: pa.Schema) -> dict[str, Any]:
+    """The ``colphot`` JSON of a Parquet schema as a dict (empty if absent)."""
+    raw = (schema.metadata or {}).get(METADATA_KEY.encode())
+    return json.loads(raw) if raw else {}

@@ -1,0 +1,63 @@
+"""``open_forced``: a forced-source dataset as a polars LazyFrame with hive partitions."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import polars as pl
+
+from colphot._fs import is_local, join
+from colphot._typing import PathLike, StorageOptions
+
+__all__ = ["open_forced", "polars_storage_options"]
+
+_HIVE_SCHEMA = {"band": pl.String, "tract": pl.Int64, "patch": pl.Int64}
+
+
+def polars_storage_options(storage_options: StorageOptions) -> dict[str, str] | None:
+    """fsspec/s3fs ``storage_options`` in the form polars' object store takes."""
+    if not storage_options:
+        return None
+    out: dict[str, str] = {}
+    client = dict(storage_options.get("client_kwargs") or {})
+    mapping = {
+        "key": "aws_access_key_id", "secret": "aws_secret_access_key",
+        "token": "aws_session_token", "endpoint_url": "aws_endpoint_url",
+        "region_name": "aws_region",
+    }
+    for src, dst in mapping.items():
+        value = storage_options.get(src, client.get(src))
+        if value is not None:
+            out[dst] = str(value)
+    if storage_options.get("anon"):
+        out["aws_skip_signature"] = "true"
+    endpoint = out.get("aws_endpoint_url", "")
+    if endpoint.startswith("http://"):
+        out["aws_allow_http"] = "true"
+    out.setdefault("aws_region", "us-east-1")
+    return out
+
+
+def open_forced(root: PathLike, *, storage_options: StorageOptions = None) -> pl.LazyFrame:
+    """Open a forced-source dataset written by :func:`colphot.write_forced`.
+
+    Parameters
+    ----------
+    root
+        Local folder or ``s3://`` URL of the dataset.
+    storage_options
+        fsspec-style options (``key``, ``secret``, ``endpoint_url``, ``anon``); translated for
+        polars.
+
+    Returns
+    -------
+    polars.LazyFrame
+        Every row, with ``band``, ``tract``, ``patch`` from the hive partition folders.
+    """
+    text = os.fspath(root)
+    source: Any = join(text, "**/*.parquet")
+    options = None if is_local(text) else polars_storage_options(storage_options)
+    return pl.scan_parquet(
+        source, hive_partitioning=True, hive_schema=_HIVE_SCHEMA, storage_options=options,
+    )

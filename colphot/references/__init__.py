@@ -1,0 +1,1 @@
+"""2. Select reference objects for a tile and place them on its pixels."""

@@ -1,0 +1,136 @@
+"""Place reference objects on a tile: sky -> pixels through the tile's WCS; shapes -> pixel moments."""
+
+from __future__ import annotations
+
+import warnings
+
+import astropy.units as u
+import numpy as np
+import polars as pl
+from astropy.coordinates import SkyCoord
+from astropy.wcs import WCS
+from astropy.wcs.utils import wcs_to_celestial_frame
+
+from colphot.exceptions import ColphotWarning
+
+__all__ = ["on_tile", "sky_to_pixel", "sky_moments_to_pixel", "tile_footprint"]
+
+
+def sky_to_pixel(wcs: WCS, ra: np.ndarray, dec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """ICRS ``(ra, dec)`` in degrees to 0-based array pixel coordinates of ``wcs``.
+
+    The WCS's own frame (FK5, Galactic, ...) is honoured through astropy.
+    """
+    ra = np.asarray(ra, dtype=np.float64)
+    dec = np.asarray(dec, dtype=np.float64)
+    if ra.size == 0:
+        return np.empty(0), np.empty(0)
+    coords = SkyCoord(ra=ra * u.deg, dec=dec * u.deg, frame="icrs")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        x, y = wcs.world_to_pixel(coords)
+    return np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+
+
+def sky_moments_to_pixel(
+    wcs: WCS, x: np.ndarray, y: np.ndarray, sxx: np.ndarray, syy: np.ndarray, sxy: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Second moments in the sky tangent plane (arcsec², x = east, y = north) to pixels².
+
+    Uses the local Jacobian of the WCS at each array position ``(x, y)``, by central
+    differences of half a pixel: ``Q_pix = J^-1 Q_sky J^-T``.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    if x.size == 0:
+        return np.empty(0), np.empty(0), np.empty(0)
+    h = 0.5
+    frame = wcs_to_celestial_frame(wcs)
+    px = np.concatenate([x + h, x - h, x, x])
+    py = np.concatenate([y, y, y + h, y - h])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        lon, lat = wcs.pixel_to_world_values(px, py)
+        centre = SkyCoord(*wcs.pixel_to_world_values(x, y), unit="deg", frame=frame)
+    pts = SkyCoord(lon, lat, unit="deg", frame=frame)
+    n = x.size
+    origin = SkyCoord(
+        np.tile(centre.spherical.lon.deg, 4), np.tile(centre.spherical.lat.deg, 4),
+        unit="deg", frame=frame,
+    ).icrs
+    east, north = origin.spherical_offsets_to(pts.icrs)
+    east = east.to_value(u.arcsec)
+    north = north.to_value(u.arcsec)
+    j11 = (east[:n] - east[n:2 * n]) / (2 * h)
+    j21 = (north[:n] - north[n:2 * n]) / (2 * h)
+    j12 = (east[2 * n:3 * n] - east[3 * n:]) / (2 * h)
+    j22 = (north[2 * n:3 * n] - north[3 * n:]) / (2 * h)
+    det = j11 * j22 - j12 * j21
+    # inverse Jacobian (pixels per arcsec)
+    a11 = j22 / det
+    a12 = -j12 / det
+    a21 = -j21 / det
+    a22 = j11 / det
+    sxx = np.asarray(sxx, dtype=np.float64)
+    syy = np.asarray(syy, dtype=np.float64)
+    sxy = np.asarray(sxy, dtype=np.float64)
+    ixx = a11 * a11 * sxx + 2 * a11 * a12 * sxy + a12 * a12 * syy
+    iyy = a21 * a21 * sxx + 2 * a21 * a22 * sxy + a22 * a22 * syy
+    ixy = a11 * a21 * sxx + (a11 * a22 + a12 * a21) * sxy + a12 * a22 * syy
+    return ixx, iyy, ixy
+
+
+def on_tile(
+    refs: pl.DataFrame, wcs: WCS, shape: tuple[int, int], *, source: str = "references"
+) -> tuple[pl.DataFrame, np.ndarray, np.ndarray]:
+    """Keep the references whose position falls on the tile's pixels.
+
+    Returns the kept rows and their array pixel coordinates ``(x, y)``. Rows with non-finite
+    coordinates are dropped with a :class:`ColphotWarning` naming how many and a few ids.
+    """
+    ra = refs["coord_ra"].to_numpy().astype(np.float64)
+    dec = refs["coord_dec"].to_numpy().astype(np.float64)
+    finite = np.isfinite(ra) & np.isfinite(dec) & (np.abs(dec) <= 90)
+    if not finite.all():
+        ids = refs["id"].filter(pl.Series(~finite)).head(5).to_list()
+        warnings.warn(
+            f"{source}: {int((~finite).sum())} reference(s) with non-finite or invalid "
+            f"coord_ra/coord_dec skipped, e.g. ids {ids}",
+            ColphotWarning,
+            stacklevel=3,
+        )
+    x = np.full(ra.shape, np.nan)
+    y = np.full(ra.shape, np.nan)
+    x[finite], y[finite] = sky_to_pixel(wcs, ra[finite], dec[finite])
+    ny, nx = shape
+    keep = finite & (x >= -0.5) & (x < nx - 0.5) & (y >= -0.5) & (y < ny - 0.5)
+    return refs.filter(pl.Series(keep)), x[keep], y[keep]
+
+
+def tile_footprint(wcs: WCS, shape: tuple[int, int], *, margin: float = 0.0
+                   ) -> tuple[float, float, float, float]:
+    """ICRS bounding box ``(ra_min, ra_max, dec_min, dec_max)`` of a tile, degrees.
+
+    Sampled along the tile's border; ``ra_min > ra_max`` when the box wraps through RA = 0.
+    ``margin`` widens it, degrees. Used to prune reference catalogs before exact placement.
+    """
+    ny, nx = shape
+    t = np.linspace(0.0, 1.0, 33)
+    bx = np.concatenate([t * (nx - 1), np.full_like(t, nx - 1), t * (nx - 1), np.zeros_like(t)])
+    by = np.concatenate([np.zeros_like(t), t * (ny - 1), np.full_like(t, ny - 1), t * (ny - 1)])
+    sky = wcs.pixel_to_world(bx - 0.5 * np.sign(bx - nx / 2), by - 0.5 * np.sign(by - ny / 2))
+    icrs = sky.icrs
+    ra = np.mod(icrs.ra.deg, 360.0)
+    dec = icrs.dec.deg
+    dec_min = max(float(dec.min()) - margin, -90.0)
+    dec_max = min(float(dec.max()) + margin, 90.0)
+    if dec_max >= 89.0 or dec_min <= -89.0:
+        return 0.0, 360.0, dec_min, dec_max
+    # smallest arc containing all RAs
+    s = np.sort(ra)
+    gaps = np.diff(np.concatenate([s, [s[0] + 360.0]]))
+    i = int(np.argmax(gaps))
+    lo = s[(i + 1) % len(s)]
+    hi = s[i]
+    widen = margin / max(np.cos(np.radians(max(abs(dec_min), abs(dec_max)))), 1e-3)
+    return float((lo - widen) % 360.0), float((hi + widen) % 360.0), dec_min, dec_max

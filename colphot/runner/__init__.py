@@ -1,0 +1,1 @@
+"""Many tiles: plan the work and map it over Dask (the only subpackage that imports Dask)."""

@@ -1,0 +1,1 @@
+"""4. Build the forced-source table from a tile and its references."""

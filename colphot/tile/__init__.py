@@ -1,0 +1,1 @@
+"""1. Read a tile: pixels, mask planes, variance, WCS, PSF, calibration."""

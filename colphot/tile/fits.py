@@ -1,0 +1,307 @@
+"""``read_tile``: a coadd tile from a FITS file on local disk or any fsspec URL."""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from typing import Any
+
+import numpy as np
+from astropy.io import fits
+from astropy.wcs import WCS, FITSFixedWarning
+
+from colphot._fs import is_local
+from colphot._typing import PathLike, StorageOptions
+from colphot.exceptions import EstimatedVarianceWarning, TileFormatError
+from colphot.tile.mask import mask_planes_from_header
+from colphot.tile.psf import PsfModel
+from colphot.tile.tile import Tile
+
+__all__ = ["read_tile", "AB_NJY_ZEROPOINT"]
+
+#: AB magnitude of 1 nJy.
+AB_NJY_ZEROPOINT = 31.4
+
+
+def read_tile(
+    url: PathLike,
+    *,
+    psf: np.ndarray | PathLike | None = None,
+    storage_options: StorageOptions = None,
+) -> Tile:
+    """Read a coadd tile in afw "Exposure" layout (or a plain 2D FITS image).
+
+    Parameters
+    ----------
+    url
+        Local path or fsspec URL (``s3://bucket/key.fits``). Remote files are read lazily:
+        only the HDUs the tile needs are fetched.
+    psf
+        A PSF image (2D, odd size) or a path to a FITS file whose first 2D HDU is one, for
+        tiles that carry no ``PSF`` HDU. It is normalised to sum 1.
+    storage_options
+        fsspec options (``endpoint_url``, ``key``, ``anon``, ...) for remote URLs.
+
+    Returns
+    -------
+    Tile
+        Pixel values calibrated to nJy when the file says how (``BUNIT='nJy'``, ``MAGZERO`` or
+        ``FLUXMAG0``); otherwise in the file's own units, recorded in ``Tile.flux_unit``.
+
+    Raises
+    ------
+    FileNotFoundError
+        The file does not exist.
+    TileFormatError
+        An HDU or key is missing or inconsistent; the message names the file, HDU and key.
+    """
+    name = os.fspath(url)
+    if is_local(name):
+        local = name.split("://", 1)[1] if "://" in name else name
+        if not os.path.exists(local):
+            raise FileNotFoundError(f"{name}: tile file not found")
+        opened = fits.open(local, memmap=False, lazy_load_hdus=True)
+    else:
+        try:
+            opened = fits.open(
+                name, use_fsspec=True, fsspec_kwargs=dict(storage_options or {}),
+                lazy_load_hdus=True,
+            )
+        except FileNotFoundError as err:
+            raise FileNotFoundError(f"{name}: tile file not found") from err
+    try:
+        with opened as hdul:
+            return _tile_from_hdul(hdul, name, psf)
+    except OSError as err:
+        if isinstance(err, FileNotFoundError):
+            raise
+        raise TileFormatError(f"{name}: not a readable FITS file ({err})") from err
+
+
+def _find_hdu(hdul: fits.HDUList, name: str) -> int | None:
+    """Index of the HDU named ``name`` by EXTNAME, else by EXTTYPE."""
+    for key in ("EXTNAME", "EXTTYPE"):
+        for i, hdu in enumerate(hdul):
+            value = hdu.header.get(key)
+            if isinstance(value, str) and value.strip().upper() == name:
+                return i
+    return None
+
+
+def _tile_from_hdul(hdul: fits.HDUList, name: str, psf_arg: Any) -> Tile:
+    i_image = _find_hdu(hdul, "IMAGE")
+    layout = "afw"
+    if i_image is None:
+        layout = "plain"
+        for i, hdu in enumerate(hdul):
+            if hdu.is_image and hdu.header.get("NAXIS") == 2:
+                i_image = i
+                break
+        if i_image is None:
+            raise TileFormatError(f"{name}: no IMAGE HDU and no 2D image HDU in the file")
+    image_hdu = hdul[i_image]
+    header = image_hdu.header
+    primary = hdul[0].header
+    where = f"{name}[HDU {i_image}]"
+    image = _read_2d(image_hdu, where, "IMAGE")
+    wcs = _celestial_wcs(header, where)
+    shape = image.shape
+
+    mask = None
+    planes: dict[str, int] = {}
+    variance = None
+    estimated = False
+    psf_model = None
+    if layout == "afw":
+        i_mask = _find_hdu(hdul, "MASK")
+        if i_mask is not None:
+            mask_raw = _read_2d(hdul[i_mask], f"{name}[HDU {i_mask}]", "MASK", shape=shape)
+            if not np.issubdtype(mask_raw.dtype, np.integer):
+                raise TileFormatError(
+                    f"{name}[HDU {i_mask}] MASK: expected integer bit planes, got {mask_raw.dtype}"
+                )
+            mask = mask_raw.astype(np.uint32, copy=False)
+            planes = mask_planes_from_header(hdul[i_mask].header)
+        i_var = _find_hdu(hdul, "VARIANCE")
+        if i_var is not None:
+            variance = _read_2d(hdul[i_var], f"{name}[HDU {i_var}]", "VARIANCE", shape=shape)
+        i_psf = _find_hdu(hdul, "PSF")
+        if i_psf is not None:
+            psf_model = _read_psf(hdul, i_psf, name)
+    if psf_model is None and psf_arg is not None:
+        psf_model = _psf_from_argument(psf_arg)
+
+    scale, unit = _calibration(header, primary, where)
+    if variance is None:
+        variance = _estimate_variance(image, name)
+        estimated = True
+    image = image.astype(np.float32, copy=False)
+    variance = variance.astype(np.float32, copy=False)
+    if scale is not None and scale != 1.0:
+        image = image * np.float32(scale)
+        variance = variance * np.float32(scale * scale)
+
+    return Tile(
+        image=image,
+        mask=mask,
+        variance=variance,
+        wcs=wcs,
+        psf=psf_model,
+        band=_identity(header, primary, ("BAND", "FILTER"), str),
+        tract=_identity(header, primary, ("TRACT",), int, where),
+        patch=_identity(header, primary, ("PATCH",), int, where),
+        xy0=_xy0(header),
+        mask_planes=planes,
+        flux_scale=scale,
+        flux_unit=unit,
+        variance_estimated=estimated,
+        uri=name,
+    )
+
+
+def _read_2d(hdu: Any, where: str, what: str, shape: tuple[int, ...] | None = None) -> np.ndarray:
+    data = hdu.data
+    if data is None or data.ndim != 2:
+        got = None if data is None else data.shape
+        raise TileFormatError(f"{where} {what}: expected a 2D array, got {got}")
+    if shape is not None and data.shape != shape:
+        raise TileFormatError(
+            f"{where} {what}: shape {data.shape} does not match the IMAGE shape {shape}"
+        )
+    return np.asarray(data)
+
+
+def _celestial_wcs(header: fits.Header, where: str) -> WCS:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FITSFixedWarning)
+        try:
+            wcs = WCS(header, naxis=2, relax=True)
+        except Exception as err:  # astropy raises several types for broken WCS keys
+            raise TileFormatError(f"{where} IMAGE: invalid WCS keys ({err})") from err
+    if not wcs.has_celestial or wcs.celestial.naxis != 2:
+        raise TileFormatError(
+            f"{where} IMAGE: no celestial WCS (CTYPE1/CTYPE2 = "
+            f"{header.get('CTYPE1')!r}/{header.get('CTYPE2')!r})"
+        )
+    return wcs.celestial
+
+
+def _xy0(header: fits.Header) -> tuple[int, int]:
+    if "LTV1" in header or "LTV2" in header:
+        return (int(round(-float(header.get("LTV1", 0.0)))),
+                int(round(-float(header.get("LTV2", 0.0)))))
+    if "CRVAL1A" in header and "CRVAL2A" in header:
+        return int(round(float(header["CRVAL1A"]))), int(round(float(header["CRVAL2A"])))
+    return 0, 0
+
+
+def _identity(header: fits.Header, primary: fits.Header, keys: tuple[str, ...], kind: type,
+              where: str = "") -> Any:
+    for h in (header, primary):
+        for key in keys:
+            if key in h:
+                value = h[key]
+                if kind is int:
+                    try:
+                        return int(value)
+                    except (TypeError, ValueError) as err:
+                        raise TileFormatError(
+                            f"{where} {key}: expected an integer, got {value!r}"
+                        ) from err
+                text = str(value).strip()
+                return text or None
+    return None
+
+
+def _calibration(header: fits.Header, primary: fits.Header, where: str) -> tuple[float | None, str]:
+    """``(scale to nJy or None, unit)`` from BUNIT, MAGZERO or FLUXMAG0."""
+    for h in (header, primary):
+        bunit = h.get("BUNIT")
+        if isinstance(bunit, str) and bunit.strip().lower() == "njy":
+            return 1.0, "nJy"
+    for h in (header, primary):
+        magzero = h.get("MAGZERO")
+        if isinstance(magzero, int | float) and math.isfinite(magzero) and magzero != 0:
+            return 10.0 ** (-0.4 * (float(magzero) - AB_NJY_ZEROPOINT)), "nJy"
+    for h in (header, primary):
+        fluxmag0 = h.get("FLUXMAG0")
+        if isinstance(fluxmag0, int | float) and math.isfinite(fluxmag0) and fluxmag0 > 0:
+            return 10.0 ** (0.4 * AB_NJY_ZEROPOINT) / float(fluxmag0), "nJy"
+    for h in (header, primary):
+        bunit = h.get("BUNIT")
+        if isinstance(bunit, str) and bunit.strip():
+            return None, bunit.strip()
+    return None, "count"
+
+
+def _estimate_variance(image: np.ndarray, name: str) -> np.ndarray:
+    finite = image[np.isfinite(image)]
+    if finite.size == 0:
+        raise TileFormatError(f"{name}: IMAGE has no finite pixel to estimate a variance from")
+    sample = finite[:: max(1, finite.size // 1_000_000)].astype(np.float64)
+    for _ in range(5):
+        med = np.median(sample)
+        sigma = 1.4826 * np.median(np.abs(sample - med))
+        if sigma <= 0:
+            break
+        sample = sample[np.abs(sample - med) < 3 * sigma]
+    sigma = float(np.std(sample)) if sample.size else 0.0
+    warnings.warn(
+        f"{name}: no VARIANCE HDU; using a constant variance {sigma**2:.6g} estimated from the "
+        "image (clipped standard deviation)",
+        EstimatedVarianceWarning,
+        stacklevel=4,
+    )
+    return np.full(image.shape, sigma * sigma, dtype=np.float32)
+
+
+def _read_psf(hdul: fits.HDUList, i_psf: int, name: str) -> PsfModel:
+    where = f"{name}[HDU {i_psf}] PSF"
+    data = hdul[i_psf].data
+    if data is None or data.ndim not in (2, 3):
+        got = None if data is None else data.shape
+        raise TileFormatError(f"{where}: expected a 2D image or a 3D cube, got {got}")
+    data = np.asarray(data, dtype=np.float64)
+    if data.shape[-1] != data.shape[-2] or data.shape[-1] % 2 == 0:
+        raise TileFormatError(f"{where}: PSF images must be square with an odd side, got {data.shape}")
+    if data.ndim == 2 or data.shape[0] == 1:
+        model = _psf_model(data.reshape(-1, *data.shape[-2:])[:1], [0.0], [0.0], where)
+        return model
+    i_grid = _find_hdu(hdul, "PSF_GRID")
+    if i_grid is None:
+        raise TileFormatError(f"{name}: PSF cube of {data.shape[0]} images but no PSF_GRID HDU")
+    table = hdul[i_grid].data
+    names = [] if table is None else [c.lower() for c in table.columns.names]
+    if "x" not in names or "y" not in names:
+        raise TileFormatError(f"{name}[HDU {i_grid}] PSF_GRID: expected columns x and y, got {names}")
+    gx = np.asarray(table.field(names.index("x")), dtype=np.float64)
+    gy = np.asarray(table.field(names.index("y")), dtype=np.float64)
+    if len(gx) != data.shape[0]:
+        raise TileFormatError(
+            f"{name}[HDU {i_grid}] PSF_GRID: {len(gx)} rows for {data.shape[0]} PSF images"
+        )
+    return _psf_model(data, gx, gy, where)
+
+
+def _psf_model(images: np.ndarray, gx: Any, gy: Any, where: str) -> PsfModel:
+    try:
+        return PsfModel(images, gx, gy)
+    except ValueError as err:
+        raise TileFormatError(f"{where}: {err}") from err
+
+
+def _psf_from_argument(psf: Any) -> PsfModel:
+    if isinstance(psf, PsfModel):
+        return psf
+    if isinstance(psf, np.ndarray):
+        if psf.ndim != 2:
+            raise ValueError(f"psf: expected a 2D image, got shape {psf.shape}")
+        return PsfModel.constant(psf)
+    path = os.fspath(psf)
+    with fits.open(path) as hdul:
+        for hdu in hdul:
+            if hdu.is_image and hdu.data is not None and hdu.data.ndim == 2:
+                return _psf_model(np.asarray(hdu.data, dtype=np.float64)[None], [0.0], [0.0],
+                                  f"{path}[PSF]")
+    raise TileFormatError(f"{path}: no 2D image HDU to use as a PSF")

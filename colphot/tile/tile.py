@@ -1,0 +1,92 @@
+"""The in-memory tile: one band's coadd of one tract/patch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from astropy.wcs import WCS
+
+from colphot.tile.psf import PsfModel
+
+__all__ = ["Tile"]
+
+
+@dataclass(eq=False)
+class Tile:
+    """One coadd tile ready to measure.
+
+    Attributes
+    ----------
+    image
+        2D pixel values (float32 or float64), in ``flux_unit`` per pixel.
+    mask
+        2D unsigned integer bit planes, or ``None`` (no mask).
+    variance
+        2D variance of ``image``, (``flux_unit``)^2.
+    wcs
+        Celestial FITS WCS of the array (astropy; 1-based FITS convention inside, colphot uses it
+        through ``pixel_to_world_values``/``world_to_pixel_values``, which are 0-based).
+    psf
+        PSF model, or ``None``.
+    band, tract, patch
+        Identity of the tile (``tract``/``patch`` may be ``None``).
+    xy0
+        Parent-frame pixel coordinates ``(x0, y0)`` of the array's pixel ``[0, 0]``.
+    mask_planes
+        Mask plane name -> bit number.
+    flux_scale
+        Multiply pixel values by this to get nJy (1.0 when already nJy); ``None`` if uncalibrated.
+    flux_unit
+        Unit of pixel values after ``flux_scale`` is applied: ``"nJy"`` when calibrated.
+    variance_estimated
+        True when the variance was estimated from the image rather than read.
+    uri
+        Where the tile was read from.
+    """
+
+    image: np.ndarray
+    mask: np.ndarray | None
+    variance: np.ndarray
+    wcs: WCS
+    psf: PsfModel | None = None
+    band: str | None = None
+    tract: int | None = None
+    patch: int | None = None
+    xy0: tuple[int, int] = (0, 0)
+    mask_planes: dict[str, int] = field(default_factory=dict)
+    flux_scale: float | None = 1.0
+    flux_unit: str = "nJy"
+    variance_estimated: bool = False
+    uri: str | None = None
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(ny, nx)`` of the pixel arrays."""
+        return self.image.shape  # type: ignore[return-value]
+
+    def mask_bits(self, planes: tuple[str, ...] | list[str]) -> int:
+        """OR of the bit values of the named planes that this tile's mask defines."""
+        value = 0
+        for name in planes:
+            bit = self.mask_planes.get(name)
+            if bit is not None:
+                value |= 1 << bit
+        return value
+
+    def provenance(self) -> dict[str, Any]:
+        """What the output metadata records of this tile."""
+        return {
+            "uri": self.uri,
+            "band": self.band,
+            "tract": self.tract,
+            "patch": self.patch,
+            "shape": list(self.shape),
+            "xy0": list(self.xy0),
+            "flux_unit": self.flux_unit,
+            "flux_scale": self.flux_scale,
+            "variance_estimated": self.variance_estimated,
+            "has_psf": self.psf is not None,
+            "has_mask": self.mask is not None,
+        }
