@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from numba import njit
 
-__all__ = ["exact_overlap", "sampled_overlap"]
+__all__ = ["band_constants", "band_integral", "exact_overlap", "sampled_overlap"]
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -67,3 +68,51 @@ def sampled_overlap(u0: float, v0: float, r: float, n: int) -> float:
             if u * u + v2 < r2:
                 count += 1
     return count / (n * n)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _g(x: float, r: float, r2: float) -> float:
+    """``integral_0^x sqrt(r^2 - t^2) dt`` for ``0 <= x <= r``."""
+    return 0.5 * (x * math.sqrt(max(r2 - x * x, 0.0)) + r2 * math.asin(min(x / r, 1.0)))
+
+
+@njit(cache=True, nogil=True)
+def band_constants(v: float, r: float, r2: float, out: np.ndarray, at: int) -> None:
+    """Per-row constants of one band edge ``v`` for :func:`band_integral`.
+
+    Stores ``(|v| clamped to r, x1 = sqrt(r^2 - y^2), G(x1), sign(v))`` at ``out[at:at + 4]``.
+    """
+    y = min(abs(v), r)
+    x1 = math.sqrt(max(r2 - y * y, 0.0))
+    out[at] = y
+    out[at + 1] = x1
+    out[at + 2] = _g(x1, r, r2)
+    out[at + 3] = -1.0 if v < 0.0 else 1.0
+
+
+@njit(cache=True, nogil=True)
+def band_integral(u: float, r: float, r2: float, c: np.ndarray) -> float:
+    """``H(u) = F(u, v1) - F(u, v0)``: signed circle area in the row band from 0 to ``u``.
+
+    ``c`` holds :func:`band_constants` of ``v0`` at 0..3 and of ``v1`` at 4..7. A pixel's
+    overlap is ``H(u1) - H(u0)``; neighbouring pixels share their edge's ``H``, and the arcsine
+    of ``G(|u|)`` is computed at most once per edge.
+    """
+    x = min(abs(u), r)
+    su = -1.0 if u < 0.0 else 1.0
+    gx = -1.0
+    total = 0.0
+    for t in range(2):
+        y = c[4 * t]
+        x1 = c[4 * t + 1]
+        if x * x + y * y <= r2:
+            a = x * y
+        else:
+            if gx < 0.0:
+                gx = _g(x, r, r2)
+            a = x1 * y + (gx - c[4 * t + 2])
+        if t == 0:
+            total -= c[3] * a
+        else:
+            total += c[7] * a
+    return su * total

@@ -16,7 +16,7 @@ import numpy as np
 from numba import njit
 
 from colphot._typing import ApertureMethod
-from colphot.measure._overlap import exact_overlap, sampled_overlap
+from colphot.measure._overlap import band_constants, band_integral, sampled_overlap
 
 __all__ = ["ApertureResult", "measure_apertures", "FLAGS"]
 
@@ -103,10 +103,18 @@ def measure_apertures(
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _pixel_weight(mode: int, n_sub: int, u0: float, v0: float, r: float) -> float:
-    if mode == 0:
-        return exact_overlap(u0, v0, u0 + 1.0, v0 + 1.0, r)
-    return sampled_overlap(u0, v0, r, n_sub)
+def _exact_segment(image, variance, j, i0, i1, x, r, r2, band, f, v):
+    """Add the exact-overlap weighted pixels ``i0..i1`` of row ``j``; edges share ``H(u)``."""
+    if i1 < i0:
+        return f, v
+    h_prev = band_integral(i0 - 0.5 - x, r, r2, band)
+    for i in range(i0, i1 + 1):
+        h_next = band_integral(i + 0.5 - x, r, r2, band)
+        w = h_next - h_prev
+        h_prev = h_next
+        f += w * image[j, i]
+        v += w * variance[j, i]
+    return f, v
 
 
 @njit(cache=True, nogil=True)
@@ -115,6 +123,7 @@ def _apertures_kernel(image, variance, xs, ys, radii, mode, n_sub, flux, var, tr
     k_all = radii.shape[0]
     tot_f = np.empty(k_all)
     tot_v = np.empty(k_all)
+    band = np.empty(8)
     for s in range(xs.shape[0]):
         x = xs[s]
         y = ys[s]
@@ -181,14 +190,22 @@ def _apertures_kernel(image, variance, xs, ys, radii, mode, n_sub, flux, var, tr
                     edge_hi = i_hi + 1
                 f = row_f
                 v = row_v
-                for i in range(i_lo, edge_lo + 1):
-                    w = _pixel_weight(mode, n_sub, i - 0.5 - x, dy0, r)
-                    f += w * image[j, i]
-                    v += w * variance[j, i]
-                for i in range(edge_hi, i_hi + 1):
-                    w = _pixel_weight(mode, n_sub, i - 0.5 - x, dy0, r)
-                    f += w * image[j, i]
-                    v += w * variance[j, i]
+                if mode == 0:
+                    band_constants(dy0, r, r2, band, 0)
+                    band_constants(dy1, r, r2, band, 4)
+                    f, v = _exact_segment(image, variance, j, i_lo, edge_lo, x, r, r2, band,
+                                          f, v)
+                    f, v = _exact_segment(image, variance, j, edge_hi, i_hi, x, r, r2, band,
+                                          f, v)
+                else:
+                    for i in range(i_lo, edge_lo + 1):
+                        w = sampled_overlap(i - 0.5 - x, dy0, r, n_sub)
+                        f += w * image[j, i]
+                        v += w * variance[j, i]
+                    for i in range(edge_hi, i_hi + 1):
+                        w = sampled_overlap(i - 0.5 - x, dy0, r, n_sub)
+                        f += w * image[j, i]
+                        v += w * variance[j, i]
                 tot_f[k] += f
                 tot_v[k] += v
         for k in range(kmax):

@@ -76,6 +76,48 @@ def measure_local_background(
 
 
 @njit(cache=True, nogil=True)
+def _select(vals: np.ndarray, k: int) -> float:
+    """The k-th smallest value (0-based); reorders ``vals`` in place (Hoare quickselect)."""
+    lo = 0
+    hi = vals.shape[0] - 1
+    while lo < hi:
+        pivot = vals[(lo + hi) // 2]
+        i = lo
+        j = hi
+        while i <= j:
+            while vals[i] < pivot:
+                i += 1
+            while vals[j] > pivot:
+                j -= 1
+            if i <= j:
+                vals[i], vals[j] = vals[j], vals[i]
+                i += 1
+                j -= 1
+        if k <= j:
+            hi = j
+        elif k >= i:
+            lo = i
+        else:
+            break
+    return vals[k]
+
+
+@njit(cache=True, nogil=True)
+def _quantile(vals: np.ndarray, q: float) -> float:
+    """Linearly interpolated quantile (numpy's default method); reorders ``vals``."""
+    pos = q * (vals.shape[0] - 1)
+    lo = int(math.floor(pos))
+    low = _select(vals, lo)
+    if lo + 1 >= vals.shape[0] or pos == lo:
+        return low
+    high = vals[lo + 1]
+    for t in range(lo + 2, vals.shape[0]):
+        if vals[t] < high:
+            high = vals[t]
+    return low + (pos - lo) * (high - low)
+
+
+@njit(cache=True, nogil=True)
 def _background_kernel(image, mask, badbits, xs, ys, inner, outer, n_sigma, n_iter,
                        level, scatter, nogood):
     ny, nx = image.shape
@@ -116,9 +158,8 @@ def _background_kernel(image, mask, badbits, xs, ys, inner, outer, n_sigma, n_it
             nogood[s] = True
             continue
         vals = buf[:m]
-        center = np.median(vals)
-        q75, q25 = np.percentile(vals, 75.0), np.percentile(vals, 25.0)
-        hw = n_sigma * 0.741 * (q75 - q25)
+        center = _quantile(vals, 0.5)
+        hw = n_sigma * 0.741 * (_quantile(vals, 0.75) - _quantile(vals, 0.25))
         mean = center
         std = 0.0
         for _ in range(n_iter):
