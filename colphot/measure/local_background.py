@@ -103,11 +103,15 @@ def _select(vals: np.ndarray, k: int) -> float:
 
 
 @njit(cache=True, nogil=True)
-def _quantile(vals: np.ndarray, q: float) -> float:
-    """Linearly interpolated quantile (numpy's default method); reorders ``vals``."""
-    pos = q * (vals.shape[0] - 1)
+def _quantile_in(vals: np.ndarray, start: int, pos: float) -> float:
+    """Quantile at fractional index ``pos`` of all ``vals``, searched in ``vals[start:]``.
+
+    Valid when every element before ``start`` is <= every element from ``start`` on (true after
+    a selection); reorders ``vals[start:]``. Linear interpolation, numpy's default method.
+    """
     lo = int(math.floor(pos))
-    low = _select(vals, lo)
+    part = vals[start:]
+    low = _select(part, lo - start)
     if lo + 1 >= vals.shape[0] or pos == lo:
         return low
     high = vals[lo + 1]
@@ -115,6 +119,36 @@ def _quantile(vals: np.ndarray, q: float) -> float:
         if vals[t] < high:
             high = vals[t]
     return low + (pos - lo) * (high - low)
+
+
+@njit(cache=True, nogil=True)
+def _quartiles(vals: np.ndarray) -> tuple[float, float, float]:
+    """(q25, median, q75) of ``vals``, reordering it; three selections on shrinking ranges."""
+    n = vals.shape[0]
+    p50 = 0.5 * (n - 1)
+    k = int(math.floor(p50))
+    med = _quantile_in(vals, 0, p50)
+    # vals[:k] <= vals[k] <= vals[k + 1:]: the lower quartile lies in vals[:k + 1]
+    q25 = _quantile_in(vals[: k + 1], 0, 0.25 * (n - 1)) if k > 0 else vals[0]
+    if 0.25 * (n - 1) > k - 1 and k + 1 < n:
+        # interpolation may reach past the sub-range: redo on the whole array (tiny n only)
+        q25 = _quantile_in(vals, 0, 0.25 * (n - 1))
+    q75 = _quantile_in(vals, k, 0.75 * (n - 1))
+    return q25, med, q75
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _take(image, mask, has_mask, badbits, i, j0, j1, buf, m):
+    """Append the good pixels ``j0..j1`` of row ``i`` to ``buf[m:]``; return the new count."""
+    for j in range(j0, j1 + 1):
+        v = image[i, j]
+        if not math.isfinite(v):
+            continue
+        if has_mask and (np.uint64(mask[i, j]) & badbits) != 0:
+            continue
+        buf[m] = v
+        m += 1
+    return m
 
 
 @njit(cache=True, nogil=True)
@@ -143,23 +177,27 @@ def _background_kernel(image, mask, badbits, xs, ys, inner, outer, n_sigma, n_it
         r12 = r1 * r1
         for i in range(i0, i1 + 1):
             dy2 = (i - y) * (i - y)
-            for j in range(j0, j1 + 1):
-                d2 = (j - x) * (j - x) + dy2
-                if d2 < r02 or d2 >= r12:
-                    continue
-                v = image[i, j]
-                if not math.isfinite(v):
-                    continue
-                if has_mask and (np.uint64(mask[i, j]) & badbits) != 0:
-                    continue
-                buf[m] = v
-                m += 1
+            if dy2 >= r12:
+                continue
+            # pixel centres with r0 <= |d| < r1: the outer span minus the inner one
+            w1 = math.sqrt(r12 - dy2)
+            ja = max(int(math.floor(x - w1)) + 1, j0)
+            jb = min(int(math.ceil(x + w1)) - 1, j1)
+            if dy2 < r02:
+                w0 = math.sqrt(r02 - dy2)
+                ka = max(int(math.floor(x - w0)) + 1, ja)
+                kb = min(int(math.ceil(x + w0)) - 1, jb)
+            else:
+                ka = jb + 1
+                kb = jb
+            m = _take(image, mask, has_mask, badbits, i, ja, ka - 1, buf, m)
+            m = _take(image, mask, has_mask, badbits, i, kb + 1, jb, buf, m)
         if m == 0:
             nogood[s] = True
             continue
         vals = buf[:m]
-        center = _quantile(vals, 0.5)
-        hw = n_sigma * 0.741 * (_quantile(vals, 0.75) - _quantile(vals, 0.25))
+        q25, center, q75 = _quartiles(vals)
+        hw = n_sigma * 0.741 * (q75 - q25)
         mean = center
         std = 0.0
         for _ in range(n_iter):
