@@ -90,7 +90,9 @@ def main(argv: list[str] | None = None) -> None:
     t_cp, res = timed(lambda: colphot_ap(x, y))
     rows.append(("colphot 10 exact apertures, 1 thread", n / t_cp, "reference"))
     t_cp2, _ = timed(lambda: threaded(colphot_ap, x, y, 2))
-    rows.append(("colphot 10 exact apertures, 2 threads", n / t_cp2, f"{t_cp / t_cp2:.2f}x 1 thread"))
+    rows.append(
+        ("colphot 10 exact apertures, 2 threads", n / t_cp2, f"{t_cp / t_cp2:.2f}x 1 thread")
+    )
 
     sep_rate = None
     try:

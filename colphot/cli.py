@@ -26,7 +26,8 @@ def _cmd_measure(args: argparse.Namespace) -> int:
     refs = pl.scan_parquet(args.refs, hive_partitioning=True).collect()
     table = colphot.forced_photometry(tile, refs, config)
     written = colphot.write_forced(table, args.out, config=config, inputs=[tile.provenance()])
-    print(f"{args.tile}: {table.height} sources measured -> {written[0] if table.height else args.out}")
+    where = written[0] if table.height else args.out
+    print(f"{args.tile}: {table.height} sources measured -> {where}")
     return 0
 
 

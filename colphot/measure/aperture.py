@@ -94,6 +94,8 @@ def measure_apertures(
         raise ValueError(f"subpixels: expected >= 1, got {subpixels}")
     x = np.ascontiguousarray(x, dtype=np.float64)
     y = np.ascontiguousarray(y, dtype=np.float64)
+    if x.ndim != 1 or x.shape != y.shape:
+        raise ValueError(f"x, y: expected 1D arrays of one length, got shapes {x.shape}, {y.shape}")
     n, k = x.shape[0], radii_arr.shape[0]
     flux = np.full((n, k), np.nan)
     var = np.full((n, k), np.nan)

@@ -61,6 +61,11 @@ def measure_gaussian_flux(
         unusable; ``flag`` also when the window leaves the image or covers non-finite pixels.
     """
     args = [np.ascontiguousarray(a, dtype=np.float64) for a in (x, y, ixx, iyy, ixy)]
+    shapes = [a.shape for a in args]
+    if args[0].ndim != 1 or any(s != shapes[0] for s in shapes):
+        raise ValueError(
+            f"x, y, ixx, iyy, ixy: expected 1D arrays of one length, got shapes {shapes}"
+        )
     n = args[0].shape[0]
     flux = np.full(n, np.nan)
     err = np.full(n, np.nan)

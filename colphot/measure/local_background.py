@@ -61,6 +61,8 @@ def measure_local_background(
     """
     x = np.ascontiguousarray(x, dtype=np.float64)
     y = np.ascontiguousarray(y, dtype=np.float64)
+    if x.ndim != 1 or x.shape != y.shape:
+        raise ValueError(f"x, y: expected 1D arrays of one length, got shapes {x.shape}, {y.shape}")
     inner = np.ascontiguousarray(np.broadcast_to(inner, x.shape), dtype=np.float64)
     outer = np.ascontiguousarray(np.broadcast_to(outer, x.shape), dtype=np.float64)
     if mask is None:

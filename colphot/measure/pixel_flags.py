@@ -49,6 +49,8 @@ def gather_mask_bits(
     """
     x = np.ascontiguousarray(x, dtype=np.float64)
     y = np.ascontiguousarray(y, dtype=np.float64)
+    if x.ndim != 1 or x.shape != y.shape:
+        raise ValueError(f"x, y: expected 1D arrays of one length, got shapes {x.shape}, {y.shape}")
     half = np.ascontiguousarray(np.broadcast_to(half_size, x.shape), dtype=np.int64)
     n = x.shape[0]
     foot = np.zeros(n, dtype=np.uint64)

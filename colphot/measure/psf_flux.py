@@ -3,8 +3,8 @@
 The model at a source is the interpolation of the sampled PSF images (weights from
 :meth:`colphot.tile.psf.PsfModel.weights`), shifted to the source's sub-pixel position with a
 separable Lanczos-5 kernel and normalised to sum 1 (on a sampled sigma = 1.5 px double Gaussian,
-Lanczos-3 biases the flux by -0.2 %, Lanczos-5 by -0.1 %). With ``P`` the model, ``D`` the pixels and
-``V`` their variance over the good pixels of the model's box (LSST's PsfFlux):
+Lanczos-3 biases the flux by -0.2 %, Lanczos-5 by -0.1 %). With ``P`` the model, ``D`` the
+pixels and ``V`` their variance over the good pixels of the model's box (LSST's PsfFlux):
 ``flux = sum(P D) / sum(P^2)``, ``err = sqrt(sum(P^2 V)) / sum(P^2)``,
 ``area = (sum P)^2 / sum(P^2)`` over the whole model, ``chi2 = sum((D - flux P)^2 / V)``.
 """
@@ -77,7 +77,14 @@ def measure_psf_flux(
     """
     x = np.ascontiguousarray(x, dtype=np.float64)
     y = np.ascontiguousarray(y, dtype=np.float64)
+    if x.ndim != 1 or x.shape != y.shape:
+        raise ValueError(f"x, y: expected 1D arrays of one length, got shapes {x.shape}, {y.shape}")
     n = x.shape[0]
+    psf_index = np.asarray(psf_index)
+    psf_weight = np.asarray(psf_weight)
+    if psf_index.ndim != 2 or psf_index.shape[0] != n or psf_weight.shape != psf_index.shape:
+        raise ValueError(f"psf_index, psf_weight: expected ({n}, j) arrays, got shapes "
+                         f"{psf_index.shape}, {psf_weight.shape}")
     if mask is None:
         mask = np.zeros((1, 1), dtype=np.uint32)
         bad_mask_bits = 0

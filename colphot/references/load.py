@@ -51,18 +51,28 @@ def validate_references(refs: pl.DataFrame | pl.LazyFrame, *, source: str = "ref
         if refs.schema[name] != dtype:
             casts.append((name, dtype, col["dtype"]))
     for name, dtype, label in casts:
+        original = refs[name]
         try:
             refs = refs.with_columns(pl.col(name).cast(dtype, strict=True))
         except Exception as err:  # polars raises InvalidOperationError and friends
             raise ReferenceCatalogError(
                 f"{source}: column {name!r} cannot be read as {label} ({refs.schema[name]})"
             ) from err
+        if original.dtype.is_float() and dtype.is_integer():
+            # polars truncates 1.5 -> 1 and rounds large ids: a float id column is not an id
+            lossy = (refs[name].cast(pl.Float64) != original.cast(pl.Float64)).any()
+            if lossy:
+                raise ReferenceCatalogError(
+                    f"{source}: column {name!r} cannot be read as {label} ({original.dtype}): "
+                    "non-integer values"
+                )
     if refs["id"].null_count():
         raise ReferenceCatalogError(f"{source}: column 'id' has {refs['id'].null_count()} nulls")
     dup = refs["id"].is_duplicated()
     if dup.any():
         examples = refs["id"].filter(dup).unique().head(5).to_list()
         raise ReferenceCatalogError(
-            f"{source}: column 'id' must be unique; {int(dup.sum())} rows share ids, e.g. {examples}"
+            f"{source}: column 'id' must be unique; {int(dup.sum())} rows share ids, "
+            f"e.g. {examples}"
         )
     return refs

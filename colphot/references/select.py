@@ -1,4 +1,7 @@
-"""Place reference objects on a tile: sky -> pixels through the tile's WCS; shapes -> pixel moments."""
+"""Place reference objects on a tile.
+
+Sky -> pixels through the tile's WCS; shapes -> pixel moments.
+"""
 
 from __future__ import annotations
 
@@ -118,7 +121,9 @@ def tile_footprint(wcs: WCS, shape: tuple[int, int], *, margin: float = 0.0
     t = np.linspace(0.0, 1.0, 33)
     bx = np.concatenate([t * (nx - 1), np.full_like(t, nx - 1), t * (nx - 1), np.zeros_like(t)])
     by = np.concatenate([np.zeros_like(t), t * (ny - 1), np.full_like(t, ny - 1), t * (ny - 1)])
-    sky = wcs.pixel_to_world(bx - 0.5 * np.sign(bx - nx / 2), by - 0.5 * np.sign(by - ny / 2))
+    # outer pixel edges: border pixel centres moved half a pixel away from the tile centre
+    sky = wcs.pixel_to_world(bx + 0.5 * np.sign(bx - (nx - 1) / 2),
+                             by + 0.5 * np.sign(by - (ny - 1) / 2))
     icrs = sky.icrs
     ra = np.mod(icrs.ra.deg, 360.0)
     dec = icrs.dec.deg

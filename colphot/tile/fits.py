@@ -57,20 +57,20 @@ def read_tile(
         An HDU or key is missing or inconsistent; the message names the file, HDU and key.
     """
     name = os.fspath(url)
-    if is_local(name):
-        local = name.split("://", 1)[1] if "://" in name else name
-        if not os.path.exists(local):
-            raise FileNotFoundError(f"{name}: tile file not found")
-        opened = fits.open(local, memmap=False, lazy_load_hdus=True)
-    else:
-        try:
-            opened = fits.open(
-                name, use_fsspec=True, fsspec_kwargs=dict(storage_options or {}),
-                lazy_load_hdus=True,
-            )
-        except FileNotFoundError as err:
-            raise FileNotFoundError(f"{name}: tile file not found") from err
     try:
+        if is_local(name):
+            local = name.split("://", 1)[1] if "://" in name else name
+            if not os.path.exists(local):
+                raise FileNotFoundError(f"{name}: tile file not found")
+            opened = fits.open(local, memmap=False, lazy_load_hdus=True)
+        else:
+            try:
+                opened = fits.open(
+                    name, use_fsspec=True, fsspec_kwargs=dict(storage_options or {}),
+                    lazy_load_hdus=True,
+                )
+            except FileNotFoundError as err:
+                raise FileNotFoundError(f"{name}: tile file not found") from err
         with opened as hdul:
             return _tile_from_hdul(hdul, name, psf)
     except OSError as err:
@@ -94,6 +94,12 @@ def _tile_from_hdul(hdul: fits.HDUList, name: str, psf_arg: Any) -> Tile:
     layout = "afw"
     if i_image is None:
         layout = "plain"
+        planes_present = [p for p in ("MASK", "VARIANCE") if _find_hdu(hdul, p) is not None]
+        if planes_present:
+            raise TileFormatError(
+                f"{name}: no IMAGE HDU (EXTNAME or EXTTYPE 'IMAGE') although the file has "
+                f"{'/'.join(planes_present)} HDUs"
+            )
         for i, hdu in enumerate(hdul):
             if hdu.is_image and hdu.header.get("NAXIS") == 2:
                 i_image = i
@@ -161,7 +167,10 @@ def _tile_from_hdul(hdul: fits.HDUList, name: str, psf_arg: Any) -> Tile:
 
 
 def _read_2d(hdu: Any, where: str, what: str, shape: tuple[int, ...] | None = None) -> np.ndarray:
-    data = hdu.data
+    try:
+        data = hdu.data
+    except (ValueError, TypeError, OSError) as err:  # truncated or corrupt data
+        raise TileFormatError(f"{where} {what}: cannot read the pixel data ({err})") from err
     if data is None or data.ndim != 2:
         got = None if data is None else data.shape
         raise TileFormatError(f"{where} {what}: expected a 2D array, got {got}")
@@ -264,7 +273,9 @@ def _read_psf(hdul: fits.HDUList, i_psf: int, name: str) -> PsfModel:
         raise TileFormatError(f"{where}: expected a 2D image or a 3D cube, got {got}")
     data = np.asarray(data, dtype=np.float64)
     if data.shape[-1] != data.shape[-2] or data.shape[-1] % 2 == 0:
-        raise TileFormatError(f"{where}: PSF images must be square with an odd side, got {data.shape}")
+        raise TileFormatError(
+            f"{where}: PSF images must be square with an odd side, got {data.shape}"
+        )
     if data.ndim == 2 or data.shape[0] == 1:
         model = _psf_model(data.reshape(-1, *data.shape[-2:])[:1], [0.0], [0.0], where)
         return model
@@ -274,7 +285,9 @@ def _read_psf(hdul: fits.HDUList, i_psf: int, name: str) -> PsfModel:
     table = hdul[i_grid].data
     names = [] if table is None else [c.lower() for c in table.columns.names]
     if "x" not in names or "y" not in names:
-        raise TileFormatError(f"{name}[HDU {i_grid}] PSF_GRID: expected columns x and y, got {names}")
+        raise TileFormatError(
+            f"{name}[HDU {i_grid}] PSF_GRID: expected columns x and y, got {names}"
+        )
     gx = np.asarray(table.field(names.index("x")), dtype=np.float64)
     gy = np.asarray(table.field(names.index("y")), dtype=np.float64)
     if len(gx) != data.shape[0]:

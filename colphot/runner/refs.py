@@ -1,0 +1,125 @@
+"""Per-tile reference selection from a hive-partitioned Parquet catalog with Polars lazy scans.
+
+A worker reads only the references its tile needs: hive partitions are pruned by tract (refs
+near a patch border may sit in the neighbouring patch's partition, so patches are not pruned
+by their number) and a sky box around the tile's footprint is pushed down to the Parquet scan,
+where row-group statistics skip whole files and row groups outside it. The scan runs on Polars'
+streaming engine, so a catalog larger than memory is fine.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+import polars as pl
+
+from colphot._fs import is_local, join, strip_protocol
+from colphot._typing import PathLike, StorageOptions
+from colphot.parquet.read import polars_storage_options
+from colphot.references.select import tile_footprint
+
+if TYPE_CHECKING:
+    from astropy.wcs import WCS
+
+__all__ = ["DEFAULT_MARGIN", "has_column", "refs_source", "scan_refs", "select_refs", "sky_box"]
+
+#: Margin added around a tile's footprint before cutting the catalog, degrees (5 arcsec).
+DEFAULT_MARGIN = 5.0 / 3600.0
+
+_HIVE_SCHEMA = {"tract": pl.Int64, "patch": pl.Int64}
+
+
+def refs_source(refs: PathLike) -> str:
+    """What :func:`polars.scan_parquet` reads for a catalog root, file or glob.
+
+    A folder (hive root) becomes ``{root}/**/*.parquet``; a ``.parquet`` file or a glob is
+    kept.
+    """
+    text = os.fspath(refs).rstrip("/")
+    if is_local(text):
+        text = os.path.abspath(strip_protocol(text))
+    if text.endswith(".parquet") or any(c in strip_protocol(text) for c in "*?["):
+        return text
+    return join(text, "**/*.parquet")
+
+
+def scan_refs(refs: PathLike, *, storage_options: StorageOptions = None) -> pl.LazyFrame:
+    """A lazy scan of a reference catalog with ``tract``/``patch`` hive partitions.
+
+    Parameters
+    ----------
+    refs
+        Hive root (``…/refs`` holding ``tract=…/patch=…/*.parquet``), a Parquet file or a glob,
+        local or ``s3://``.
+    storage_options
+        fsspec-style options (``key``, ``secret``, ``endpoint_url``, ...), translated for polars.
+    """
+    source = refs_source(refs)
+    options = None if is_local(source) else polars_storage_options(storage_options)
+    return pl.scan_parquet(source, hive_partitioning=True, hive_schema=_HIVE_SCHEMA,
+                           storage_options=options)
+
+
+def has_column(refs: PathLike, name: str, *, storage_options: StorageOptions = None) -> bool:
+    """True when the catalog's schema (hive partition keys included) has column ``name``.
+
+    Reads one Parquet footer. The runner asks once per run whether it can prune by tract.
+    """
+    return name in scan_refs(refs, storage_options=storage_options).collect_schema().names()
+
+
+def sky_box(ra_min: float, ra_max: float, dec_min: float, dec_max: float) -> pl.Expr:
+    """Polars predicate keeping ``coord_ra``/``coord_dec`` (degrees) inside a box.
+
+    ``ra_min > ra_max`` means the box wraps through RA = 0 (``[ra_min, 360) ∪ [0, ra_max]``).
+    Reference RAs are taken to lie in [0, 360) degrees.
+
+    >>> str(sky_box(359.0, 1.0, -1.0, 1.0)).count("coord_ra")
+    2
+    """
+    dec = pl.col("coord_dec").is_between(dec_min, dec_max)
+    ra = pl.col("coord_ra")
+    if ra_min <= ra_max:
+        return dec & ra.is_between(ra_min, ra_max)
+    return dec & ((ra >= ra_min) | (ra <= ra_max))
+
+
+def select_refs(
+    refs: PathLike | pl.LazyFrame,
+    wcs: WCS,
+    shape: tuple[int, int],
+    *,
+    tract: int | None = None,
+    margin: float = DEFAULT_MARGIN,
+    storage_options: StorageOptions = None,
+) -> pl.DataFrame:
+    """The references in a tile's sky box, read with partition pruning and predicate pushdown.
+
+    Parameters
+    ----------
+    refs
+        Catalog root/file/glob (see :func:`scan_refs`) or a ready lazy frame.
+    wcs, shape
+        The tile's celestial WCS and ``(ny, nx)`` pixel shape.
+    tract
+        Keep only the partition ``tract=…``; ``None`` reads every tract. Give it only for a
+        catalog with a ``tract`` column or partition key (see :func:`has_column`).
+    margin
+        Widening of the footprint box, degrees.
+    storage_options
+        fsspec-style options for remote catalogs.
+
+    Returns
+    -------
+    polars.DataFrame
+        Catalog rows inside the box (a superset of the rows on the tile's pixels, which
+        :func:`colphot.forced_photometry` then places exactly), in catalog order.
+    """
+    lf = refs if isinstance(refs, pl.LazyFrame) else scan_refs(
+        refs, storage_options=storage_options)
+    ra_min, ra_max, dec_min, dec_max = tile_footprint(wcs, shape, margin=margin)
+    predicate = sky_box(ra_min, ra_max, dec_min, dec_max)
+    if tract is not None:
+        predicate = (pl.col("tract") == tract) & predicate
+    return lf.filter(predicate).collect(engine="streaming")

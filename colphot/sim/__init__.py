@@ -1,0 +1,46 @@
+"""Synthetic survey: truth catalog, tiles in the real FITS layout, reference Parquet.
+
+:func:`make_survey` writes a small tract of overlapping patches; :mod:`colphot.sim.scene` renders
+the pixels (a gridded double-Gaussian PSF that the written PSF model reproduces exactly, stars,
+Gaussian galaxies, noise and mask defects) and can be used in memory.
+"""
+
+from __future__ import annotations
+
+from colphot.sim.scene import (
+    MASK_PLANES,
+    Defects,
+    GriddedPsf,
+    SceneArrays,
+    Sources,
+    add_noise,
+    apply_defects,
+    bilinear_weights,
+    double_gaussian,
+    gaussian,
+    psf_image,
+    render_model,
+    render_tile,
+)
+from colphot.sim.survey import BAND_SPECS, BandSpec, SurveyInfo, make_survey, tract_wcs
+
+__all__ = [
+    "BAND_SPECS",
+    "MASK_PLANES",
+    "BandSpec",
+    "Defects",
+    "GriddedPsf",
+    "SceneArrays",
+    "Sources",
+    "SurveyInfo",
+    "add_noise",
+    "apply_defects",
+    "bilinear_weights",
+    "double_gaussian",
+    "gaussian",
+    "make_survey",
+    "psf_image",
+    "render_model",
+    "render_tile",
+    "tract_wcs",
+]

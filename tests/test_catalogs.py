@@ -1,0 +1,113 @@
+"""catalogs/*.yaml <-> code: the produced columns and the algorithms' flag tables agree with the
+table definitions, both ways."""
+
+from __future__ import annotations
+
+import astropy.units as u
+import polars as pl
+import pytest
+import yaml
+
+import colphot
+from colphot.config import ALGORITHMS, DEFAULT_RADII
+from colphot.measure import aperture, gaussian_flux, local_background, psf_flux
+from colphot.measure.pixel_flags import PIXEL_FLAGS
+
+POLARS = {"int64": pl.Int64, "int32": pl.Int32, "float64": pl.Float64, "float32": pl.Float32,
+          "bool": pl.Boolean, "str": pl.String}
+
+#: measure module -> (producer name in the YAML, column prefix)
+FLAG_TABLES = {
+    psf_flux: ("psf_flux", "psfFlux"),
+    aperture: ("aperture", "ap{ap}Flux"),
+    gaussian_flux: ("gaussian_flux", "gaussianFlux"),
+    local_background: ("local_background", "localBackground"),
+}
+
+
+def _load(sim, name):
+    with open(sim.repo_root() / "catalogs" / f"{name}.yaml") as f:
+        return yaml.safe_load(f)
+
+
+@pytest.fixture(scope="module")
+def forced_yaml(sim):
+    return _load(sim, "forced_source")
+
+
+def _token(radius):
+    whole = int(radius)
+    return f"{whole:02d}" if radius == whole else f"{whole:02d}p{str(radius).split('.')[1]}"
+
+
+def _expanded(columns):
+    out = []
+    for col in columns:
+        if "{ap}" in col["name"]:
+            out += [dict(col, name=col["name"].format(ap=_token(r))) for r in DEFAULT_RADII]
+        else:
+            out.append(col)
+    return out
+
+
+def test_every_produced_column_is_declared_both_ways(sim, forced_yaml):
+    s = sim.make_sim_tile(n_side=2)
+    df = colphot.forced_photometry(s.tile, s.refs)
+    declared = _expanded(forced_yaml["columns"])
+    assert df.columns == [c["name"] for c in declared]
+    for col in declared:
+        assert df.schema[col["name"]] == POLARS[col["dtype"]], col["name"]
+        assert "unit" in col, col["name"]
+        assert isinstance(col["description"], str) and len(col["description"]) > 10
+    assert "ap04p5Flux" in df.columns and "ap70FluxErr" in df.columns
+
+
+def test_units_parse_and_flags_are_dimensionless_bools(forced_yaml):
+    for col in forced_yaml["columns"]:
+        if col["unit"] is not None:
+            u.Unit(col["unit"])
+        if "_flag" in col["name"]:
+            assert col["dtype"] == "bool" and col["unit"] is None, col["name"]
+
+
+def test_producers_are_known_algorithms(forced_yaml):
+    producers = {c["producer"] for c in forced_yaml["columns"]}
+    assert producers == {"identity", *ALGORITHMS}
+    assert forced_yaml["partition_by"] == ["band", "tract", "patch"]
+
+
+@pytest.mark.parametrize("module", list(FLAG_TABLES), ids=lambda m: m.__name__)
+def test_flag_tables_match_yaml_flag_columns(forced_yaml, module):
+    producer, prefix = FLAG_TABLES[module]
+    flags = module.FLAGS
+    bits = [b for b, _, _ in flags]
+    assert bits == list(range(len(flags)))
+    assert flags[0][1] == "flag"
+    assert all(desc for _, _, desc in flags)
+    from_code = {f"{prefix}_{name}" for _, name, _ in flags}
+    from_yaml = {c["name"] for c in forced_yaml["columns"]
+                 if c["producer"] == producer and "_flag" in c["name"]}
+    assert from_code == from_yaml
+
+
+def test_pixel_flag_table_matches_yaml(forced_yaml):
+    from_code = {f"pixelFlags_{suffix}" for suffix, _, _ in PIXEL_FLAGS}
+    from_code |= {"pixelFlags_offimage", "pixelFlags_edge"}
+    from_yaml = {c["name"] for c in forced_yaml["columns"] if c["producer"] == "pixel_flags"}
+    assert from_code == from_yaml
+    for suffix, planes, where in PIXEL_FLAGS:
+        assert where in ("footprint", "center")
+        assert suffix.endswith("Center") == (where == "center")
+        assert planes
+
+
+def test_reference_definition(sim):
+    ref = _load(sim, "reference")
+    names = [c["name"] for c in ref["columns"]]
+    assert len(names) == len(set(names))
+    for col in ref["columns"]:
+        assert set(col) >= {"name", "dtype", "unit", "required", "description"}
+        assert col["dtype"] in POLARS
+        if col["unit"] is not None:
+            u.Unit(col["unit"])
+    assert {c["name"]: c["unit"] for c in ref["columns"]}["coord_ra"] == "deg"
