@@ -6,8 +6,9 @@ import os
 from typing import Any
 
 import polars as pl
+import pyarrow.parquet as pq
 
-from colphot._fs import is_local, join
+from colphot._fs import filesystem, is_local, join
 from colphot._typing import PathLike, StorageOptions
 
 __all__ = ["open_forced", "polars_storage_options"]
@@ -53,11 +54,36 @@ def open_forced(root: PathLike, *, storage_options: StorageOptions = None) -> pl
     Returns
     -------
     polars.LazyFrame
-        Every row, with ``band``, ``tract``, ``patch`` from the hive partition folders.
+        Every row, with ``band``, ``tract``, ``patch`` from the hive partition folders. A
+        dataset whose tiles had no source on them (only ``_common_metadata`` written) opens as
+        an empty frame with the dataset's schema.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``root`` holds neither Parquet parts nor ``_common_metadata``.
     """
     text = os.fspath(root)
+    fs, path = filesystem(text, storage_options)
+    if not fs.glob(join(path, "**/*.parquet"), maxdepth=None):
+        return _empty_dataset(fs, path, text)
     source: Any = join(text, "**/*.parquet")
     options = None if is_local(text) else polars_storage_options(storage_options)
     return pl.scan_parquet(
         source, hive_partitioning=True, hive_schema=_HIVE_SCHEMA, storage_options=options,
     )
+
+
+def _empty_dataset(fs: Any, path: str, text: str) -> pl.LazyFrame:
+    """An empty LazyFrame with the schema recorded in the dataset's ``_common_metadata``."""
+    common = join(path, "_common_metadata")
+    if not fs.exists(common):
+        raise FileNotFoundError(f"{text}: no Parquet parts and no _common_metadata")
+    with fs.open(common, "rb") as f:
+        schema = pq.read_schema(f)
+    empty = pl.from_arrow(schema.empty_table())
+    assert isinstance(empty, pl.DataFrame)
+    for key, dtype in _HIVE_SCHEMA.items():
+        empty = empty.with_columns(pl.lit(None, dtype=dtype).alias(key)) if key not in \
+            empty.columns else empty.with_columns(pl.col(key).cast(dtype))
+    return empty.lazy()

@@ -195,9 +195,6 @@ def test_custom_config_recorded(sim, tmp_path):
         "Sum of pixel values in a circular aperture of radius 2.5 pixels")
 
 
-@pytest.mark.xfail(strict=True, reason="open_forced fails on a dataset whose tiles had no "
-                   "on-tile sources (only _common_metadata written): polars finds no "
-                   "*.parquet to scan. Reported; expected an empty LazyFrame with the schema.")
 def test_dataset_of_empty_tiles_opens_empty(sim, tmp_path):
     s = sim.make_sim_tile(n_side=2)
     far = pl.DataFrame({"id": [1], "coord_ra": [10.0], "coord_dec": [-40.0]})
@@ -205,3 +202,9 @@ def test_dataset_of_empty_tiles_opens_empty(sim, tmp_path):
     assert colphot.write_forced(df, tmp_path) == [str(tmp_path / "_common_metadata")]
     got = colphot.open_forced(tmp_path).collect()
     assert got.height == 0 and set(got.columns) == set(df.columns)
+    assert {c: got.schema[c] for c in df.columns} == dict(df.schema)
+
+
+def test_open_forced_names_a_root_without_a_dataset(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no Parquet parts and no _common_metadata"):
+        colphot.open_forced(tmp_path)

@@ -93,9 +93,14 @@ def s3_bucket(s3_options):
 
 
 
-def slow_down_measurement(seconds: float) -> None:
+def slow_down_measurement(seconds: float, log: str | None = None) -> None:
     """Make this process's ``colphot.runner.run`` measure slowly (runs on workers through
-    ``client.run``), so that tests can interrupt a run or kill a worker mid-task."""
+    ``client.run``), so that tests can interrupt a run or kill a worker mid-task.
+
+    With ``log`` (a file path), each tile's start is appended to it as ``pid time`` lines, so a
+    test can pick a worker that is surely inside a tile.
+    """
+    import os
     import time
 
     import colphot.runner.run as module
@@ -103,6 +108,9 @@ def slow_down_measurement(seconds: float) -> None:
     real = getattr(module.forced_photometry, "__wrapped__", module.forced_photometry)
 
     def slow(*args, **kwargs):
+        if log is not None:
+            with open(log, "a") as f:
+                f.write(f"{os.getpid()} {time.time()}\n")
         time.sleep(seconds)
         return real(*args, **kwargs)
 
@@ -114,8 +122,9 @@ def slow_down_measurement(seconds: float) -> None:
 def slow_client():
     """A separate 2-process cluster for tests that kill workers or interrupt runs.
 
-    ``slow_client.slow(seconds)`` makes every current worker sleep that long per tile (a
-    worker restarted by its nanny measures at full speed again).
+    ``slow_client.slow(seconds, log=None)`` makes every current worker sleep that long per tile
+    (a worker restarted by its nanny measures at full speed again); see
+    :func:`slow_down_measurement` for ``log``.
     """
     import sys
 
@@ -126,7 +135,7 @@ def slow_client():
     cloudpickle.register_pickle_by_value(module)  # workers cannot import the test folder
     with LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
                       dashboard_address="127.0.0.1:0") as cluster, Client(cluster) as client:
-        client.slow = lambda seconds: client.run(slow_down_measurement, seconds)
+        client.slow = lambda seconds, log=None: client.run(slow_down_measurement, seconds, log)
         yield client
     cloudpickle.unregister_pickle_by_value(module)
 

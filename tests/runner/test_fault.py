@@ -30,7 +30,8 @@ def test_killed_worker_does_not_lose_or_duplicate_tiles(survey, slow_client, loc
                                                         tmp_path):
     client = slow_client
     client.wait_for_workers(2, timeout=60)
-    client.slow(0.7)
+    log = tmp_path / "starts.log"
+    client.slow(1.5, str(log))
     out = tmp_path / "forced"
     holder: dict[str, object] = {}
 
@@ -45,10 +46,23 @@ def test_killed_worker_does_not_lose_or_duplicate_tiles(survey, slow_client, loc
     thread.start()
     _wait(lambda: any(out.glob("band=*/tract=*/patch=*/part-0.parquet")), 60,
           "the first tile to finish")
-    busy = {w: keys for w, keys in client.processing().items() if keys}
-    assert busy, "no tile in progress to interrupt"
-    victim = sorted(busy)[0]
     pids = client.run(os.getpid)
+    by_pid = {pid: addr for addr, pid in pids.items()}
+
+    def fresh_worker() -> str | None:
+        """A worker that started its current tile under 0.5 s ago (>= 1 s of it left)."""
+        latest: dict[int, float] = {}
+        for line in log.read_text().splitlines():
+            pid, t = line.split()
+            latest[int(pid)] = float(t)
+        now = time.time()
+        young = [by_pid[p] for p, t in latest.items() if p in by_pid and now - t < 0.5]
+        return sorted(young)[0] if young else None
+
+    _wait(lambda: fresh_worker() is not None, 30, "a worker to start a tile")
+    victim = fresh_worker() or ""
+    busy = {w: keys for w, keys in client.processing().items() if keys}
+    assert busy.get(victim), "the chosen worker holds no tile to interrupt"
     os.kill(pids[victim], signal.SIGKILL)
     thread.join(timeout=120)
     assert not thread.is_alive(), "the run did not finish after a worker was killed"
