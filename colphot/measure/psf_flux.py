@@ -28,6 +28,10 @@ FLAGS = (
 
 _LANCZOS_A = 5
 
+#: LLVM fast-math flags of the kernels: reassociation (vectorised sums) and fused multiply-add
+#: only; NaN and infinity semantics are kept, so the finiteness tests stay.
+_FAST = {"reassoc", "contract"}
+
 
 @dataclass(frozen=True)
 class PsfFluxResult:
@@ -125,53 +129,116 @@ def _shift_weights(d: float, out: np.ndarray) -> None:
         out[m] /= total
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath=_FAST, error_model="numpy")
 def shifted_psf(psf_images, index, weight, dx, dy, base, tmp, model, wx, wy):
-    """Fill ``model`` (k x k) with the interpolated PSF shifted by ``(dx, dy)`` pixels."""
+    """Fill ``model`` (k x k) with the interpolated PSF shifted by ``(dx, dy)`` pixels.
+
+    ``base`` is ``(k, k + 2a)`` and ``tmp`` ``(k + 2a, k)`` scratch whose borders (``a`` wide,
+    ``a`` the Lanczos order) hold zeros: the separable passes then run over whole rows without
+    bounds tests, which the compiler vectorises.
+    """
+    a = _LANCZOS_A
     k = psf_images.shape[1]
-    base[:, :] = 0.0
+    for i in range(k):
+        for j in range(k):
+            base[i, a + j] = 0.0
     for t in range(index.shape[0]):
         w = weight[t]
         if w != 0.0:
-            base += w * psf_images[index[t]]
+            img = psf_images[index[t]]
+            for i in range(k):
+                for j in range(k):
+                    base[i, a + j] += w * img[i, j]
     _shift_weights(dx, wx)
     _shift_weights(dy, wy)
-    # along x
+    # along x: tmp[a + i, j] = sum_m wx[m] base[i, j + m]; the tap loop has a constant trip
+    # count, so it is unrolled into registers and the j loop vectorised
     for i in range(k):
         for j in range(k):
             acc = 0.0
-            for m in range(-_LANCZOS_A, _LANCZOS_A + 1):
-                jj = j + m
-                if 0 <= jj < k:
-                    acc += wx[m + _LANCZOS_A] * base[i, jj]
-            tmp[i, j] = acc
-    # along y
+            for m in range(2 * _LANCZOS_A + 1):
+                acc += wx[m] * base[i, j + m]
+            tmp[a + i, j] = acc
+    # along y: model[i, j] = sum_m wy[m] tmp[i + m, j]
+    for i in range(k):
+        for j in range(k):
+            acc = 0.0
+            for m in range(2 * _LANCZOS_A + 1):
+                acc += wy[m] * tmp[i + m, j]
+            model[i, j] = acc
     total = 0.0
     for i in range(k):
         for j in range(k):
-            acc = 0.0
-            for m in range(-_LANCZOS_A, _LANCZOS_A + 1):
-                ii = i + m
-                if 0 <= ii < k:
-                    acc += wy[m + _LANCZOS_A] * tmp[ii, j]
-            model[i, j] = acc
-            total += acc
+            total += model[i, j]
     if total != 0.0:
-        model /= total
+        inv = 1.0 / total
+        for i in range(k):
+            for j in range(k):
+                model[i, j] *= inv
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath=_FAST, error_model="numpy")
+def _clean_stamp_sums(image, variance, mask, has_mask, badbits, y0, x0, model, sums):
+    """Fit sums over a stamp wholly on the tile, assuming every pixel good.
+
+    Fills ``sums`` with ``(sum P, sum P^2, sum P D, sum P^2 V)`` and returns False when some
+    pixel is not good after all (non-finite, ``V <= 0`` or masked); the sums are then invalid.
+    The loops have no branch, so they vectorise.
+    """
+    k = model.shape[0]
+    sp = 0.0
+    spp = 0.0
+    spd = 0.0
+    sppv = 0.0
+    nan_probe = 0.0  # NaN as soon as one value is NaN or infinite
+    n_nonpositive = 0
+    bits = np.uint64(0)
+    for i in range(k):
+        drow = image[y0 + i]
+        vrow = variance[y0 + i]
+        prow = model[i]
+        for j in range(k):
+            d = np.float64(drow[x0 + j])
+            v = np.float64(vrow[x0 + j])
+            p = prow[j]
+            pp = p * p
+            sp += p
+            spp += pp
+            spd += p * d
+            sppv += pp * v
+            nan_probe += d * 0.0 + v * 0.0
+            n_nonpositive += v <= 0.0
+        if has_mask:
+            mrow = mask[y0 + i]
+            for j in range(k):
+                bits |= np.uint64(mrow[x0 + j])
+    sums[0] = sp
+    sums[1] = spp
+    sums[2] = spd
+    sums[3] = sppv
+    return nan_probe == 0.0 and n_nonpositive == 0 and (bits & badbits) == 0
+
+
+@njit(cache=True, nogil=True, fastmath=_FAST, error_model="numpy")
 def _psf_flux_kernel(image, variance, mask, badbits, xs, ys, psf_images, index, weight,
                      out_f, out_e, out_a, out_c, out_n, edge, nogood):
     ny, nx = image.shape
     k = psf_images.shape[1]
     c = k // 2
+    a = _LANCZOS_A
     has_mask = mask.shape[0] == ny and mask.shape[1] == nx
-    base = np.empty((k, k))
-    tmp = np.empty((k, k))
+    base = np.zeros((k, k + 2 * a))
+    tmp = np.zeros((k + 2 * a, k))
     model = np.empty((k, k))
-    wx = np.empty(2 * _LANCZOS_A + 1)
-    wy = np.empty(2 * _LANCZOS_A + 1)
+    sums = np.empty(4)
+    # the stamp's good pixels (data, variance, inverse variance, indicator) when some are bad
+    gd = np.empty((k, k))
+    gv = np.empty((k, k))
+    giv = np.empty((k, k))
+    gw = np.empty((k, k))
+    wx = np.empty(2 * a + 1)
+    wy = np.empty(2 * a + 1)
+    inf = math.inf
     for s in range(xs.shape[0]):
         x = xs[s]
         y = ys[s]
@@ -183,48 +250,74 @@ def _psf_flux_kernel(image, variance, mask, badbits, xs, ys, psf_images, index, 
         shifted_psf(psf_images, index[s], weight[s], x - xi, y - yi, base, tmp, model, wx, wy)
         x0 = xi - c
         y0 = yi - c
-        if x0 < 0 or y0 < 0 or x0 + k > nx or y0 + k > ny:
+        on_tile = x0 >= 0 and y0 >= 0 and x0 + k <= nx and y0 + k <= ny
+        if on_tile and _clean_stamp_sums(image, variance, mask, has_mask, badbits, y0, x0,
+                                         model, sums):
+            # the common case: the whole stamp is good
+            spp = sums[1]
+            f = sums[2] / spp
+            chi2 = 0.0
+            for i in range(k):
+                drow = image[y0 + i]
+                vrow = variance[y0 + i]
+                prow = model[i]
+                for j in range(k):
+                    r = np.float64(drow[x0 + j]) - f * prow[j]
+                    chi2 += r * r / np.float64(vrow[x0 + j])
+            out_f[s] = f
+            out_e[s] = math.sqrt(sums[3]) / spp
+            out_a[s] = sums[0] * sums[0] / spp
+            out_c[s] = chi2
+            out_n[s] = k * k
+            continue
+        if not on_tile:
             edge[s] = True
-        sum_p2_all = 0.0
+            gd[:, :] = 0.0
+            gv[:, :] = 0.0
+            giv[:, :] = 0.0
+            gw[:, :] = 0.0
+        i_lo = max(0, -y0)
+        i_hi = min(k, ny - y0)
+        j_lo = max(0, -x0)
+        j_hi = min(k, nx - x0)
+        for i in range(i_lo, i_hi):
+            for j in range(j_lo, j_hi):
+                d = np.float64(image[y0 + i, x0 + j])
+                v = np.float64(variance[y0 + i, x0 + j])
+                good = (abs(d) < inf) & (v > 0.0) & (v < inf)
+                if has_mask:
+                    good = good & ((np.uint64(mask[y0 + i, x0 + j]) & badbits) == 0)
+                gd[i, j] = d if good else 0.0
+                gv[i, j] = v if good else 0.0
+                giv[i, j] = 1.0 / v if good else 0.0
+                gw[i, j] = 1.0 if good else 0.0
         sum_p_all = 0.0
-        for i in range(k):
-            for j in range(k):
-                sum_p_all += model[i, j]
-                sum_p2_all += model[i, j] * model[i, j]
+        sum_p2_all = 0.0
         spd = 0.0
         spp = 0.0
         sppv = 0.0
-        npix = 0
-        for i in range(max(0, -y0), min(k, ny - y0)):
-            for j in range(max(0, -x0), min(k, nx - x0)):
-                d = image[y0 + i, x0 + j]
-                v = variance[y0 + i, x0 + j]
-                if not (math.isfinite(d) and math.isfinite(v)) or v <= 0.0:
-                    continue
-                if has_mask and (np.uint64(mask[y0 + i, x0 + j]) & badbits) != 0:
-                    continue
+        npix = 0.0
+        for i in range(k):
+            for j in range(k):
                 p = model[i, j]
-                spd += p * d
-                spp += p * p
-                sppv += p * p * v
-                npix += 1
-        if npix == 0 or spp <= 0.0:
+                pp = p * p
+                sum_p_all += p
+                sum_p2_all += pp
+                spd += p * gd[i, j]
+                spp += pp * gw[i, j]
+                sppv += pp * gv[i, j]
+                npix += gw[i, j]
+        if npix == 0.0 or spp <= 0.0:
             nogood[s] = True
             continue
         f = spd / spp
         chi2 = 0.0
-        for i in range(max(0, -y0), min(k, ny - y0)):
-            for j in range(max(0, -x0), min(k, nx - x0)):
-                d = image[y0 + i, x0 + j]
-                v = variance[y0 + i, x0 + j]
-                if not (math.isfinite(d) and math.isfinite(v)) or v <= 0.0:
-                    continue
-                if has_mask and (np.uint64(mask[y0 + i, x0 + j]) & badbits) != 0:
-                    continue
-                r = d - f * model[i, j]
-                chi2 += r * r / v
+        for i in range(k):
+            for j in range(k):
+                r = gd[i, j] - f * model[i, j] * gw[i, j]
+                chi2 += r * r * giv[i, j]
         out_f[s] = f
         out_e[s] = math.sqrt(sppv) / spp
         out_a[s] = sum_p_all * sum_p_all / sum_p2_all
         out_c[s] = chi2
-        out_n[s] = npix
+        out_n[s] = np.int32(npix)

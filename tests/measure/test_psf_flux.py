@@ -72,6 +72,30 @@ def test_error_area_and_npixels_closed_form(sim, psf):
     assert res.npixels[0] == 41 * 41
 
 
+@pytest.mark.parametrize("n_bad", [0, 1, 40])
+def test_fit_sums_match_numpy_on_noisy_pixels(sim, psf, n_bad):
+    """Star on a pixel centre (the model is the PSF image itself): flux, error and chi2 equal
+    the formulas evaluated with numpy over the good pixels, whether or not some are masked."""
+    rng = np.random.default_rng(3 + n_bad)
+    image = sim.render(SHAPE, [50.0], [50.0], [900.0]) + rng.normal(0, 0.7, SHAPE)
+    variance = rng.uniform(0.3, 0.7, SHAPE)
+    mask = np.zeros(SHAPE, dtype=np.uint32)
+    bad = rng.choice(41 * 41, n_bad, replace=False)
+    mask[30 + bad // 41, 30 + bad % 41] = 1 << 0
+    res = _fit(image, variance, 50.0, 50.0, psf, mask=mask, bad_mask_bits=1 << 0)
+    p = psf.images[0]
+    d = image[30:71, 30:71]
+    v = variance[30:71, 30:71]
+    good = mask[30:71, 30:71] == 0
+    flux = np.sum((p * d)[good]) / np.sum((p * p)[good])
+    assert res.flux[0] == pytest.approx(flux, rel=1e-12)
+    assert res.flux_err[0] == pytest.approx(
+        np.sqrt(np.sum((p * p * v)[good])) / np.sum((p * p)[good]), rel=1e-12)
+    assert res.chi2[0] == pytest.approx(np.sum(((d - flux * p) ** 2 / v)[good]), rel=1e-10)
+    assert res.npixels[0] == good.sum()
+    assert res.area[0] == pytest.approx(p.sum() ** 2 / np.sum(p * p), rel=1e-12)
+
+
 def test_chi2_of_pure_noise_fit_follows_degrees_of_freedom(sim, psf):
     rng = np.random.default_rng(5)
     shape = (600, 600)
@@ -108,6 +132,35 @@ def test_masked_and_nonfinite_pixels_are_ignored(sim, psf):
     unmasked = _fit(dirty, variance, 50.0, 50.0, psf, mask=mask, bad_mask_bits=0)
     assert unmasked.npixels[0] == 41 * 41 - 1
     assert unmasked.flux[0] > 1000.0 + 50 * clean.flux_err[0]
+
+
+@pytest.mark.parametrize("defect", ["nan", "+inf", "-inf", "var0", "var-1", "varnan", "varinf",
+                                    "masked"])
+def test_each_kind_of_bad_pixel_alone_is_left_out(sim, psf, defect):
+    """One bad pixel, of each kind, anywhere in the stamp: fitted as if it were absent."""
+    rng = np.random.default_rng(11)
+    image = sim.render(SHAPE, [50.3], [49.8], [800.0]) + rng.normal(0, 0.5, SHAPE)
+    variance = np.full(SHAPE, 0.25)
+    mask = np.zeros(SHAPE, dtype=np.uint32)
+    where = (50 + 17, 50 - 19)  # inside the 41 x 41 stamp, far from the core
+    # the truth: the same fit with the pixel excluded through the mask
+    excluded = mask.copy()
+    excluded[where] = 1 << 2
+    want = _fit(image, variance, 50.3, 49.8, psf, mask=excluded, bad_mask_bits=1 << 2)
+    kind, value = {"nan": ("image", np.nan), "+inf": ("image", np.inf),
+                   "-inf": ("image", -np.inf), "var0": ("variance", 0.0),
+                   "var-1": ("variance", -1.0), "varnan": ("variance", np.nan),
+                   "varinf": ("variance", np.inf), "masked": ("mask", 1 << 0)}[defect]
+    planes = {"image": image.copy(), "variance": variance.copy(), "mask": mask.copy()}
+    planes[kind][where] = value
+    got = _fit(planes["image"], planes["variance"], 50.3, 49.8, psf, mask=planes["mask"],
+               bad_mask_bits=1 << 0)
+    assert got.npixels[0] == 41 * 41 - 1 == want.npixels[0]
+    assert not got.flag[0]
+    for name in ("flux", "flux_err", "chi2"):
+        assert getattr(got, name)[0] == pytest.approx(getattr(want, name)[0], rel=1e-12), name
+    # area is a property of the model alone
+    assert got.area[0] == pytest.approx(want.area[0], rel=1e-12)
 
 
 def test_edge_flag_fits_pixels_on_the_tile(sim, psf):
