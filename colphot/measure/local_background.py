@@ -77,88 +77,140 @@ def measure_local_background(
     return LocalBackgroundResult(level, scatter, nogood.copy(), nogood)
 
 
-@njit(cache=True, nogil=True)
-def _select(vals: np.ndarray, k: int) -> float:
-    """The k-th smallest value (0-based); reorders ``vals`` in place (Hoare quickselect)."""
-    lo = 0
-    hi = vals.shape[0] - 1
-    while lo < hi:
-        pivot = vals[(lo + hi) // 2]
-        i = lo
-        j = hi
-        while i <= j:
-            while vals[i] < pivot:
-                i += 1
-            while vals[j] > pivot:
-                j -= 1
-            if i <= j:
-                vals[i], vals[j] = vals[j], vals[i]
-                i += 1
-                j -= 1
-        if k <= j:
-            hi = j
-        elif k >= i:
-            lo = i
-        else:
-            break
-    return vals[k]
+@njit(cache=True, nogil=True, error_model="numpy")
+def _kth_and_next(vals: np.ndarray, k: int, work: np.ndarray,
+                  tmp: np.ndarray) -> tuple[float, float]:
+    """The k-th and (k+1)-th smallest of ``vals`` (0-based; the second is ``inf`` when k is
+    the last index). ``vals`` is left untouched; ``work`` and ``tmp`` are scratch of at least
+    its size.
 
-
-@njit(cache=True, nogil=True)
-def _quantile_in(vals: np.ndarray, start: int, pos: float) -> float:
-    """Quantile at fractional index ``pos`` of all ``vals``, searched in ``vals[start:]``.
-
-    Valid when every element before ``start`` is <= every element from ``start`` on (true after
-    a selection); reorders ``vals[start:]``. Linear interpolation, numpy's default method.
+    Quickselect with a median-of-three pivot and a branch-free three-way split (every value is
+    written to both ends of ``tmp`` and only one write is kept), so the time does not hang on
+    mispredicted comparisons. Values equal to the pivot stop the search at once.
     """
+    n = vals.shape[0]
+    for t in range(n):
+        work[t] = vals[t]
+    upper = math.inf  # smallest value discarded above the current range
+    while n > 16:
+        p0 = work[0]
+        p1 = work[n // 2]
+        p2 = work[n - 1]
+        pivot = max(min(p0, p1), min(max(p0, p1), p2))
+        n_lo = 0
+        n_hi = 0
+        for t in range(n):
+            v = work[t]
+            tmp[n_lo] = v
+            n_lo += v < pivot
+            tmp[n - 1 - n_hi] = v
+            n_hi += v > pivot
+        n_eq = n - n_lo - n_hi
+        if k < n_lo:
+            for t in range(n_lo):
+                work[t] = tmp[t]
+            n = n_lo
+            upper = pivot  # the pivot is a value: the smallest of those discarded above
+        elif k < n_lo + n_eq:
+            if k + 1 < n_lo + n_eq:
+                return pivot, pivot
+            nxt = upper
+            for t in range(n - n_hi, n):
+                nxt = min(nxt, tmp[t])
+            return pivot, nxt
+        else:
+            k -= n_lo + n_eq
+            for t in range(n_hi):
+                work[t] = tmp[n - n_hi + t]
+            n = n_hi
+    # insertion sort of the last few
+    for t in range(1, n):
+        v = work[t]
+        u = t - 1
+        while u >= 0 and work[u] > v:
+            work[u + 1] = work[u]
+            u -= 1
+        work[u + 1] = v
+    return work[k], (work[k + 1] if k + 1 < n else upper)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _quantile(vals: np.ndarray, pos: float, work: np.ndarray, tmp: np.ndarray) -> float:
+    """Quantile of ``vals`` at fractional index ``pos`` (numpy's default linear method)."""
     lo = int(math.floor(pos))
-    part = vals[start:]
-    low = _select(part, lo - start)
-    if lo + 1 >= vals.shape[0] or pos == lo:
+    low, high = _kth_and_next(vals, lo, work, tmp)
+    if pos == lo or lo + 1 >= vals.shape[0]:
         return low
-    high = vals[lo + 1]
-    for t in range(lo + 2, vals.shape[0]):
-        if vals[t] < high:
-            high = vals[t]
     return low + (pos - lo) * (high - low)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _quartiles(vals: np.ndarray) -> tuple[float, float, float]:
-    """(q25, median, q75) of ``vals``, reordering it; three selections on shrinking ranges."""
+    """(q25, median, q75) of ``vals`` (numpy's percentiles, linear interpolation)."""
     n = vals.shape[0]
-    p50 = 0.5 * (n - 1)
-    k = int(math.floor(p50))
-    med = _quantile_in(vals, 0, p50)
-    # vals[:k] <= vals[k] <= vals[k + 1:]: the lower quartile lies in vals[:k + 1]
-    q25 = _quantile_in(vals[: k + 1], 0, 0.25 * (n - 1)) if k > 0 else vals[0]
-    if 0.25 * (n - 1) > k - 1 and k + 1 < n:
-        # interpolation may reach past the sub-range: redo on the whole array (tiny n only)
-        q25 = _quantile_in(vals, 0, 0.25 * (n - 1))
-    q75 = _quantile_in(vals, k, 0.75 * (n - 1))
-    return q25, med, q75
+    work = np.empty(n)
+    tmp = np.empty(n)
+    return _quartiles_with(vals, work, tmp)
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, error_model="numpy")
+def _quartiles_with(vals: np.ndarray, work: np.ndarray,
+                    tmp: np.ndarray) -> tuple[float, float, float]:
+    """:func:`_quartiles` with caller-provided scratch (each at least ``vals``' size)."""
+    n = vals.shape[0]
+    return (_quantile(vals, 0.25 * (n - 1), work, tmp), _quantile(vals, 0.5 * (n - 1), work, tmp),
+            _quantile(vals, 0.75 * (n - 1), work, tmp))
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _take(image, mask, has_mask, badbits, i, j0, j1, buf, m):
-    """Append the good pixels ``j0..j1`` of row ``i`` to ``buf[m:]``; return the new count."""
-    for j in range(j0, j1 + 1):
-        v = image[i, j]
-        if not math.isfinite(v):
-            continue
-        if has_mask and (np.uint64(mask[i, j]) & badbits) != 0:
-            continue
-        buf[m] = v
-        m += 1
+    """Append the good pixels ``j0..j1`` of row ``i`` to ``buf[m:]``; return the new count.
+
+    Branch-free compaction over row slices: each value is written, the count advances only
+    for good ones.
+    """
+    if j1 < j0:
+        return m
+    seg = image[i, j0:j1 + 1]
+    inf = math.inf
+    if has_mask:
+        mseg = mask[i, j0:j1 + 1]
+        for t in range(seg.shape[0]):
+            v = np.float64(seg[t])
+            buf[m] = v
+            m += (abs(v) < inf) & ((np.uint64(mseg[t]) & badbits) == 0)
+    else:
+        for t in range(seg.shape[0]):
+            v = np.float64(seg[t])
+            buf[m] = v
+            m += abs(v) < inf
     return m
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath={"reassoc"}, error_model="numpy")
+def _clipped_sums(vals: np.ndarray, center: float, hw: float) -> tuple[float, float, int]:
+    """Sum, sum of squares and number of ``vals`` with ``|v - center| <= hw`` (branch-free)."""
+    acc = 0.0
+    acc2 = 0.0
+    cnt = 0
+    for t in range(vals.shape[0]):
+        v = vals[t]
+        keep = abs(v - center) <= hw
+        w = v if keep else 0.0
+        acc += w
+        acc2 += w * w
+        cnt += keep
+    return acc, acc2, cnt
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def _background_kernel(image, mask, badbits, xs, ys, inner, outer, n_sigma, n_iter,
                        level, scatter, nogood):
     ny, nx = image.shape
     has_mask = mask.shape[0] == ny and mask.shape[1] == nx
     buf = np.empty(16)
+    work = np.empty(16)
+    tmp = np.empty(16)
     for s in range(xs.shape[0]):
         x = xs[s]
         y = ys[s]
@@ -174,6 +226,8 @@ def _background_kernel(image, mask, badbits, xs, ys, inner, outer, n_sigma, n_it
         need = (i1 - i0 + 1) * (j1 - j0 + 1)
         if need > buf.shape[0]:
             buf = np.empty(need)
+            work = np.empty(need)
+            tmp = np.empty(need)
         m = 0
         r02 = r0 * r0
         r12 = r1 * r1
@@ -198,20 +252,12 @@ def _background_kernel(image, mask, badbits, xs, ys, inner, outer, n_sigma, n_it
             nogood[s] = True
             continue
         vals = buf[:m]
-        q25, center, q75 = _quartiles(vals)
+        q25, center, q75 = _quartiles_with(vals, work, tmp)
         hw = n_sigma * 0.741 * (q75 - q25)
         mean = center
         std = 0.0
         for _ in range(n_iter):
-            acc = 0.0
-            acc2 = 0.0
-            cnt = 0
-            for t in range(m):
-                v = vals[t]
-                if abs(v - center) <= hw:
-                    acc += v
-                    acc2 += v * v
-                    cnt += 1
+            acc, acc2, cnt = _clipped_sums(vals, center, hw)
             if cnt == 0:
                 break
             mean = acc / cnt
