@@ -9,7 +9,7 @@ for each worker count starts a ``LocalCluster`` of single-threaded worker proces
 - wall time of a cold run (fresh workers: imports, numba cache loads) and of a warm run, from
   local disk and from S3 (reading tiles and references from S3, writing parts to S3);
 - the speed-up of the warm runs;
-- peak resident memory of each worker (``ru_maxrss``) and its resident size when idle;
+- peak resident memory of each worker (``VmHWM``) and its resident size when idle;
 - bytes the S3 server sent per tile during the run (counted on the server, so the reads of
   every worker process count) against the tile's size, with the number of GET requests,
   and the reference catalog bytes read per tile against the catalog's size.
