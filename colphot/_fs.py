@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from typing import Any
 
 import fsspec
@@ -10,7 +11,7 @@ from fsspec.core import url_to_fs
 
 from colphot._typing import PathLike, StorageOptions
 
-__all__ = ["filesystem", "is_local", "join", "strip_protocol"]
+__all__ = ["filesystem", "is_local", "join", "put_atomic", "strip_protocol"]
 
 
 def filesystem(url: PathLike, storage_options: StorageOptions = None) -> tuple[Any, str]:
@@ -36,3 +37,26 @@ def strip_protocol(url: PathLike) -> str:
     """``url`` without its ``protocol://`` prefix."""
     text = os.fspath(url)
     return text.split("://", 1)[1] if "://" in text else text
+
+
+def put_atomic(fs: Any, path: str, data: bytes, local: bool) -> None:
+    """Write ``data`` so that ``path`` is whole or absent.
+
+    Locally: a temporary file beside ``path``, then a rename (removed again on any error). On
+    object stores: one put of the complete bytes (``fs.pipe_file``), which the store applies
+    whole or not at all; nothing is streamed, so an error cannot leave a partial object.
+    """
+    if not local:
+        fs.pipe_file(path, data)
+        return
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

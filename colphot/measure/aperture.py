@@ -172,6 +172,34 @@ def _span_sums(drow, vrow, a: int, b: int, f: float, v: float) -> tuple[float, f
     return f + sf, v + sv
 
 
+@njit(cache=True, nogil=True, fastmath=_FAST, error_model="numpy", inline="always")
+def _exact_edge(drow, vrow, i0, i1, x, gk, e0, r, r2, c0, c1, f, v):
+    """Add pixels ``i0..i1`` of a row weighted by their exact overlap with the circle.
+
+    ``gk[e - e0]`` is ``G`` at column edge ``e``; consecutive pixels share their edge's ``H``.
+    """
+    if i1 < i0:
+        return f, v
+    h_prev = _h(i0 - 0.5 - x, gk[i0 - e0], r, r2, c0, c1)
+    for i in range(i0, i1 + 1):
+        h_next = _h(i + 0.5 - x, gk[i + 1 - e0], r, r2, c0, c1)
+        w = h_next - h_prev
+        h_prev = h_next
+        f += w * drow[i]
+        v += w * vrow[i]
+    return f, v
+
+
+@njit(cache=True, nogil=True, fastmath=_FAST, error_model="numpy", inline="always")
+def _sampled_edge(drow, vrow, i0, i1, x, dy0, r, n_sub, f, v):
+    """Add pixels ``i0..i1`` of a row weighted by their sampled overlap (``n_sub``^2 points)."""
+    for i in range(i0, i1 + 1):
+        w = sampled_overlap(i - 0.5 - x, dy0, r, n_sub)
+        f += w * drow[i]
+        v += w * vrow[i]
+    return f, v
+
+
 @njit(cache=True, nogil=True, fastmath=_FAST, error_model="numpy")
 def _apertures_kernel(image, variance, xs, ys, radii, mode, n_sub, flux, var, truncated):
     ny, nx = image.shape
@@ -267,31 +295,12 @@ def _apertures_kernel(image, variance, xs, ys, radii, mode, n_sub, flux, var, tr
                     rc_row[k] = j
                     c0 = rc_lo[k]
                     c1 = rc_hi[k]
-                    if i_lo <= edge_lo:
-                        h_prev = _h(i_lo - 0.5 - x, gcol[k, i_lo - e0], r, r2, c0, c1)
-                        for i in range(i_lo, edge_lo + 1):
-                            h_next = _h(i + 0.5 - x, gcol[k, i + 1 - e0], r, r2, c0, c1)
-                            w = h_next - h_prev
-                            h_prev = h_next
-                            f += w * drow[i]
-                            v += w * vrow[i]
-                    if edge_hi <= i_hi:
-                        h_prev = _h(edge_hi - 0.5 - x, gcol[k, edge_hi - e0], r, r2, c0, c1)
-                        for i in range(edge_hi, i_hi + 1):
-                            h_next = _h(i + 0.5 - x, gcol[k, i + 1 - e0], r, r2, c0, c1)
-                            w = h_next - h_prev
-                            h_prev = h_next
-                            f += w * drow[i]
-                            v += w * vrow[i]
+                    gk = gcol[k]
+                    f, v = _exact_edge(drow, vrow, i_lo, edge_lo, x, gk, e0, r, r2, c0, c1, f, v)
+                    f, v = _exact_edge(drow, vrow, edge_hi, i_hi, x, gk, e0, r, r2, c0, c1, f, v)
                 else:
-                    for i in range(i_lo, edge_lo + 1):
-                        w = sampled_overlap(i - 0.5 - x, dy0, r, n_sub)
-                        f += w * drow[i]
-                        v += w * vrow[i]
-                    for i in range(edge_hi, i_hi + 1):
-                        w = sampled_overlap(i - 0.5 - x, dy0, r, n_sub)
-                        f += w * drow[i]
-                        v += w * vrow[i]
+                    f, v = _sampled_edge(drow, vrow, i_lo, edge_lo, x, dy0, r, n_sub, f, v)
+                    f, v = _sampled_edge(drow, vrow, edge_hi, i_hi, x, dy0, r, n_sub, f, v)
                 tot_f[k] += f
                 tot_v[k] += v
         for k in range(kmax):

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from typing import Any
 
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from colphot._fs import filesystem, is_local, join
+from colphot._fs import filesystem, is_local, join, put_atomic
 from colphot._typing import PathLike, StorageOptions
 from colphot.config import ForcedPhotConfig
 from colphot.exceptions import SchemaError
@@ -90,7 +88,7 @@ def write_forced(
     common_path = join(base, "_common_metadata")
     buf = io.BytesIO()
     pq.write_metadata(common, buf)
-    _put_atomic(fs, common_path, buf.getvalue(), local)
+    put_atomic(fs, common_path, buf.getvalue(), local)
     written.append(common_path)
     return written
 
@@ -115,22 +113,6 @@ def _to_arrow(part: pl.DataFrame, columns: list[Column], config: ForcedPhotConfi
 def _write_atomic(fs: Any, path: str, table: pa.Table, local: bool) -> None:
     buf = io.BytesIO()
     pq.write_table(table, buf, compression="zstd")
-    _put_atomic(fs, path, buf.getvalue(), local)
+    put_atomic(fs, path, buf.getvalue(), local)
 
 
-def _put_atomic(fs: Any, path: str, data: bytes, local: bool) -> None:
-    """Write bytes so that ``path`` is whole or absent: temp file + rename, or one S3 put."""
-    if local:
-        folder = os.path.dirname(path)
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".part", dir=folder)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-    else:
-        fs.pipe_file(path, data)

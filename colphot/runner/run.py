@@ -22,12 +22,12 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import pyarrow.parquet as pq
 
-from colphot._fs import filesystem, is_local, join
+from colphot._fs import filesystem, is_local, join, put_atomic
 from colphot._typing import PathLike, StorageOptions
 from colphot.config import ForcedPhotConfig
 from colphot.exceptions import ColphotError, ReferenceCatalogError, TileFormatError
 from colphot.parquet.metadata import read_colphot_metadata
-from colphot.parquet.write import _put_atomic, _schema_with_metadata, _to_arrow, _write_atomic
+from colphot.parquet.write import _schema_with_metadata, _to_arrow, _write_atomic
 from colphot.runner.plan import WorkUnit, absolute_url, find_tiles, plan_units, redact_url
 from colphot.runner.refs import has_column, refs_source, select_refs
 from colphot.table.forced import forced_photometry
@@ -574,6 +574,6 @@ def _write_footer(root: str, config: ForcedPhotConfig, results: list[TileResult]
     schema = _schema_with_metadata(forced_columns(config), config, inputs)
     buf = io.BytesIO()
     pq.write_metadata(schema, buf)
-    _put_atomic(fs, join(base, "_common_metadata"), buf.getvalue(), local)
+    put_atomic(fs, join(base, "_common_metadata"), buf.getvalue(), local)
     text = json.dumps(manifest, indent=1, sort_keys=False, default=str)
-    _put_atomic(fs, join(base, MANIFEST_NAME), text.encode(), local)
+    put_atomic(fs, join(base, MANIFEST_NAME), text.encode(), local)

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
 from astropy.io import fits
 
-from colphot._fs import filesystem, is_local, strip_protocol
+from colphot._fs import filesystem, is_local, put_atomic, strip_protocol
 from colphot._typing import PathLike, StorageOptions
 
 if TYPE_CHECKING:
@@ -98,13 +96,11 @@ def write_tile(
         psf_images=psf_images, psf_grid=psf_grid, band=band, tract=tract, patch=patch,
         xy0=xy0, bunit=bunit, magzero=magzero,
     )
-    if is_local(path):
-        _write_local(hdul, strip_protocol(path))
-        return
     buffer = io.BytesIO()
     hdul.writeto(buffer)
+    local = is_local(path)
     fs, remote = filesystem(path, storage_options)
-    fs.pipe_file(remote, buffer.getvalue())
+    put_atomic(fs, strip_protocol(path) if local else remote, buffer.getvalue(), local)
 
 
 def tile_hdulist(
@@ -243,16 +239,3 @@ def _psf_hdus(psf_images: np.ndarray, psf_grid: tuple[np.ndarray, np.ndarray] | 
     return hdus
 
 
-def _write_local(hdul: fits.HDUList, path: str) -> None:
-    """Write ``hdul`` to a temporary file beside ``path``, then rename it into place."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            hdul.writeto(f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
