@@ -148,18 +148,78 @@ def _quantile(vals: np.ndarray, pos: float, work: np.ndarray, tmp: np.ndarray) -
 def _quartiles(vals: np.ndarray) -> tuple[float, float, float]:
     """(q25, median, q75) of ``vals`` (numpy's percentiles, linear interpolation)."""
     n = vals.shape[0]
-    work = np.empty(n)
-    tmp = np.empty(n)
+    work = np.empty(3 * n)
+    tmp = np.empty(2 * n)
     return _quartiles_with(vals, work, tmp)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _quartiles_with(vals: np.ndarray, work: np.ndarray,
                     tmp: np.ndarray) -> tuple[float, float, float]:
-    """:func:`_quartiles` with caller-provided scratch (each at least ``vals``' size)."""
+    """:func:`_quartiles` with caller-provided scratch: ``work`` of 3n values, ``tmp`` of 2n.
+
+    For large inputs each quantile's two ranks are first bracketed by values from a small sorted
+    sample: one pass counts the values below each bracket and gathers those inside, and the
+    selection then runs on the gathered few. A bracket that misses its ranks (rare) falls back
+    to a selection over everything; the result is the same either way.
+    """
     n = vals.shape[0]
-    return (_quantile(vals, 0.25 * (n - 1), work, tmp), _quantile(vals, 0.5 * (n - 1), work, tmp),
-            _quantile(vals, 0.75 * (n - 1), work, tmp))
+    out = np.empty(3)
+    qs = (0.25, 0.5, 0.75)
+    if n < 512:
+        for t in range(3):
+            out[t] = _quantile(vals, qs[t] * (n - 1), work, tmp)
+        return out[0], out[1], out[2]
+    m = 128
+    sample = np.empty(m)
+    for t in range(m):
+        sample[t] = vals[(t * (n - 1)) // (m - 1)]
+    for t in range(1, m):  # insertion sort of the sample
+        v = sample[t]
+        u = t - 1
+        while u >= 0 and sample[u] > v:
+            sample[u + 1] = sample[u]
+            u -= 1
+        sample[u + 1] = v
+    lo_p = np.empty(3)
+    hi_p = np.empty(3)
+    for t in range(3):
+        c = int(qs[t] * (m - 1))
+        lo_p[t] = sample[max(c - 10, 0)]  # about 2.5 sigma of the sample's rank scatter
+        hi_p[t] = sample[min(c + 11, m - 1)]
+    # one pass: below-bracket counts and the bracketed values, three gathers into ``work``
+    # (the three brackets may overlap, so each has its own third of a 3n buffer)
+    # (scalars, not arrays, so that the counters stay in registers)
+    l0, l1, l2 = lo_p[0], lo_p[1], lo_p[2]
+    h0, h1, h2 = hi_p[0], hi_p[1], hi_p[2]
+    b0 = b1 = b2 = 0
+    k0 = k1 = k2 = 0
+    for i in range(n):
+        v = vals[i]
+        b0 += v < l0
+        b1 += v < l1
+        b2 += v < l2
+        work[k0] = v
+        k0 += (v >= l0) & (v <= h0)
+        work[n + k1] = v
+        k1 += (v >= l1) & (v <= h1)
+        work[2 * n + k2] = v
+        k2 += (v >= l2) & (v <= h2)
+    below = (b0, b1, b2)
+    inside = (k0, k1, k2)
+    for t in range(3):
+        pos = qs[t] * (n - 1)
+        lo = int(math.floor(pos))
+        hi = min(lo + 1, n - 1)
+        b = below[t]
+        k = inside[t]
+        if b <= lo and hi < b + k:
+            part = work[t * n:t * n + k]
+            low, high = _kth_and_next(part, lo - b, tmp, tmp[k:])
+            out[t] = low if pos == lo else low + (pos - lo) * (high - low)
+        else:
+            out[t] = _quantile(vals, pos, tmp, tmp[n:])
+    return out[0], out[1], out[2]
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
@@ -209,8 +269,8 @@ def _background_kernel(image, mask, badbits, xs, ys, inner, outer, n_sigma, n_it
     ny, nx = image.shape
     has_mask = mask.shape[0] == ny and mask.shape[1] == nx
     buf = np.empty(16)
-    work = np.empty(16)
-    tmp = np.empty(16)
+    work = np.empty(3 * 16)
+    tmp = np.empty(2 * 16)
     for s in range(xs.shape[0]):
         x = xs[s]
         y = ys[s]
@@ -226,8 +286,8 @@ def _background_kernel(image, mask, badbits, xs, ys, inner, outer, n_sigma, n_it
         need = (i1 - i0 + 1) * (j1 - j0 + 1)
         if need > buf.shape[0]:
             buf = np.empty(need)
-            work = np.empty(need)
-            tmp = np.empty(need)
+            work = np.empty(3 * need)
+            tmp = np.empty(2 * need)
         m = 0
         r02 = r0 * r0
         r12 = r1 * r1

@@ -78,11 +78,15 @@ def test_clipped_mean_matches_meanclip_reference(field, n_sigma, n_iter):
 
 def test_quartiles_match_numpy_percentiles():
     rng = np.random.default_rng(0)
-    for n in list(range(1, 40)) + [101, 1000]:
+    for n in list(range(1, 40)) + [101, 511, 512, 1000, 2440, 5000]:
         for trial in range(20):
             v = rng.normal(size=n)
             if trial % 3 == 0:
                 v = np.round(v * 2.0)       # many ties
+            if trial % 5 == 1:
+                v = np.sort(v)              # sorted input: the sample brackets see a ramp
+            if trial % 7 == 2:
+                v[: n // 2] = 0.0           # half of the values identical
             np.testing.assert_allclose(_quartiles(v.copy()), np.percentile(v, [25, 50, 75]),
                                        rtol=0, atol=1e-12)
 
