@@ -13,7 +13,7 @@ import math
 import numpy as np
 from numba import njit
 
-__all__ = ["band_constants", "band_integral", "exact_overlap", "sampled_overlap"]
+__all__ = ["asin01", "band_constants", "band_integral", "exact_overlap", "sampled_overlap"]
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -116,3 +116,29 @@ def band_integral(u: float, r: float, r2: float, c: np.ndarray) -> float:
         else:
             total += c[7] * a
     return su * total
+
+
+# fdlibm's rational approximation of asin on [0, 1/2] (Sun Microsystems, 1993): asin(t) =
+# t + t R(t^2), R = P/Q; for t >= 1/2, asin(t) = pi/2 - 2 asin(sqrt((1 - t)/2)).
+_PS = (1.66666666666666657415e-01, -3.25565818622400915405e-01, 2.01212532134862925881e-01,
+       -4.00555345006794114027e-02, 7.91534994289814532176e-04, 3.47933107596021167570e-05)
+_QS = (-2.40339491173441421878e+00, 2.02094576023350569471e+00, -6.88283971605453293030e-01,
+       7.70381505559019352791e-02)
+_PIO2 = math.pi / 2
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def asin01(t: float) -> float:
+    """``asin(t)`` for ``0 <= t <= 1``, within 2 ulp of libm's, with no branch or call.
+
+    Both regimes are computed and one is selected, so a loop of calls vectorises (libm's asin
+    is a call per value: about 7x slower here).
+    """
+    small = t < 0.5
+    z = t * t if small else (1.0 - t) * 0.5
+    s = math.sqrt(z)
+    base = t if small else s
+    p = z * (_PS[0] + z * (_PS[1] + z * (_PS[2] + z * (_PS[3] + z * (_PS[4] + z * _PS[5])))))
+    q = 1.0 + z * (_QS[0] + z * (_QS[1] + z * (_QS[2] + z * _QS[3])))
+    poly = base + base * (p / q)
+    return poly if small else _PIO2 - 2.0 * poly

@@ -16,7 +16,7 @@ import numpy as np
 from numba import njit
 
 from colphot._typing import ApertureMethod
-from colphot.measure._overlap import sampled_overlap
+from colphot.measure._overlap import asin01, sampled_overlap
 
 __all__ = ["ApertureResult", "measure_apertures", "FLAGS"]
 
@@ -114,42 +114,30 @@ _FAST = {"reassoc"}
 @njit(cache=True, nogil=True, fastmath=_FAST, error_model="numpy", inline="always")
 def _g(x: float, r: float, r2: float) -> float:
     """``integral_0^x sqrt(r^2 - t^2) dt`` for ``0 <= x <= r``."""
-    return 0.5 * (x * math.sqrt(max(r2 - x * x, 0.0)) + r2 * math.asin(min(x / r, 1.0)))
+    return 0.5 * (x * math.sqrt(max(r2 - x * x, 0.0)) + r2 * asin01(min(x / r, 1.0)))
 
 
 @njit(cache=True, nogil=True, fastmath=_FAST, error_model="numpy", inline="always")
-def _row_constants(v: float, r: float, r2: float, rc: np.ndarray, k: int) -> None:
-    """Constants of one row-band edge ``v`` (relative to the centre) for radius ``r``:
-    ``(|v| clamped to r, x1 = sqrt(r^2 - |v|^2), G(x1), sign(v))`` into ``rc[k]``."""
-    yc = min(abs(v), r)
-    x1 = math.sqrt(max(r2 - yc * yc, 0.0))
-    rc[k, 0] = yc
-    rc[k, 1] = x1
-    rc[k, 2] = _g(x1, r, r2)
-    rc[k, 3] = -1.0 if v < 0.0 else 1.0
-
-
-@njit(cache=True, nogil=True, fastmath=_FAST, error_model="numpy", inline="always")
-def _h(u: float, gu: float, r: float, r2: float, c0, c1) -> float:
+def _h(u: float, gu: float, r: float, r2: float, y0: float, x10: float, g10: float, s0: float,
+       y1: float, x11: float, g11: float, s1: float) -> float:
     """``H(u) = F(u, v1) - F(u, v0)``: signed circle area in the row band from 0 to ``u``.
 
     ``F(x, y)`` is the signed area of the circle inside the rectangle from the centre to the
     corner ``(x, y)``; ``gu = G(min(|u|, r))`` comes from the source's column table and
-    ``c0``, ``c1`` are :func:`_row_constants` of the band's edges. A pixel's overlap is
-    ``H(u1) - H(u0)``, so neighbouring pixels share their common edge's ``H``.
+    ``(y, x1, G(x1), sign)`` of the band's edges ``v0``, ``v1`` from its row table (``y = |v|``
+    clamped to ``r``, ``x1 = sqrt(r^2 - y^2)``). A pixel's overlap is ``H(u1) - H(u0)``, so
+    neighbouring pixels share their common edge's ``H``.
     """
     xa = min(abs(u), r)
-    y0 = c0[0]
-    y1 = c1[0]
     if xa * xa + y1 * y1 <= r2:
         a1 = xa * y1
     else:
-        a1 = c1[1] * y1 + (gu - c1[2])
+        a1 = x11 * y1 + (gu - g11)
     if xa * xa + y0 * y0 <= r2:
         a0 = xa * y0
     else:
-        a0 = c0[1] * y0 + (gu - c0[2])
-    total = c1[3] * a1 - c0[3] * a0
+        a0 = x10 * y0 + (gu - g10)
+    total = s1 * a1 - s0 * a0
     return -total if u < 0.0 else total
 
 
@@ -173,16 +161,18 @@ def _span_sums(drow, vrow, a: int, b: int, f: float, v: float) -> tuple[float, f
 
 
 @njit(cache=True, nogil=True, fastmath=_FAST, error_model="numpy", inline="always")
-def _exact_edge(drow, vrow, i0, i1, x, gk, e0, r, r2, c0, c1, f, v):
+def _exact_edge(drow, vrow, i0, i1, x, gk, e0, r, r2, c, f, v):
     """Add pixels ``i0..i1`` of a row weighted by their exact overlap with the circle.
 
-    ``gk[e - e0]`` is ``G`` at column edge ``e``; consecutive pixels share their edge's ``H``.
+    ``gk[e - e0]`` is ``G`` at column edge ``e``; ``c`` the band's eight row constants (see
+    :func:`_h`); consecutive pixels share their edge's ``H``.
     """
     if i1 < i0:
         return f, v
-    h_prev = _h(i0 - 0.5 - x, gk[i0 - e0], r, r2, c0, c1)
+    y0, x10, g10, s0, y1, x11, g11, s1 = c
+    h_prev = _h(i0 - 0.5 - x, gk[i0 - e0], r, r2, y0, x10, g10, s0, y1, x11, g11, s1)
     for i in range(i0, i1 + 1):
-        h_next = _h(i + 0.5 - x, gk[i + 1 - e0], r, r2, c0, c1)
+        h_next = _h(i + 0.5 - x, gk[i + 1 - e0], r, r2, y0, x10, g10, s0, y1, x11, g11, s1)
         w = h_next - h_prev
         h_prev = h_next
         f += w * drow[i]
@@ -208,10 +198,12 @@ def _apertures_kernel(image, variance, xs, ys, radii, mode, n_sub, flux, var, tr
     tot_v = np.empty(k_all)
     r_max_all = radii[k_all - 1]
     width = int(2.0 * r_max_all) + 4
-    gcol = np.empty((k_all, width))   # G(min(|u|, r)) at the source's column edges
-    rc_lo = np.empty((k_all, 4))      # row constants of the band's lower edge, per radius
-    rc_hi = np.empty((k_all, 4))      # ... and of its upper edge
-    rc_row = np.empty(k_all, dtype=np.int64)
+    gcol = np.empty((k_all, width))  # G(min(|u|, r)) at the source's column edges
+    # at the source's row edges: |v| clamped to r, x1 = sqrt(r^2 - |v|^2), G(x1), sign(v)
+    ry = np.empty((k_all, width))
+    rx1 = np.empty((k_all, width))
+    rg = np.empty((k_all, width))
+    rsg = np.empty((k_all, width))
     for s in range(xs.shape[0]):
         x = xs[s]
         y = ys[s]
@@ -228,18 +220,35 @@ def _apertures_kernel(image, variance, xs, ys, radii, mode, n_sub, flux, var, tr
         rmax = radii[kmax - 1]
         # column edge e sits at e - 0.5; e0 is the first edge any radius needs
         e0 = int(math.floor(x - rmax - 0.5)) + 1
+        f0 = int(math.floor(y - rmax - 0.5)) + 1  # likewise for row edges
         for k in range(kmax):
             tot_f[k] = 0.0
             tot_v[k] = 0.0
-            rc_row[k] = -(1 << 40)
             if mode == 0:
+                # every square root and arcsine of the source, in loops of independent
+                # evaluations that vectorise (asin01 has no call or branch)
                 r = radii[k]
                 r2 = r * r
                 lo = int(math.floor(x - r - 0.5)) + 1
                 hi = int(math.ceil(x + r + 0.5))  # last edge: right edge of the last pixel
-                for e in range(lo, hi + 1):
-                    xa = min(abs(e - 0.5 - x), r)
-                    gcol[k, e - e0] = _g(xa, r, r2)
+                gk = gcol[k, lo - e0:hi + 1 - e0]
+                for t in range(gk.shape[0]):
+                    xa = min(abs(lo + t - 0.5 - x), r)
+                    gk[t] = _g(xa, r, r2)
+                lo = max(int(math.floor(y - r - 0.5)) + 1, 0)
+                hi = min(int(math.ceil(y + r + 0.5)) - 1, ny - 1) + 1
+                yk = ry[k, lo - f0:hi + 1 - f0]
+                xk = rx1[k, lo - f0:hi + 1 - f0]
+                gk = rg[k, lo - f0:hi + 1 - f0]
+                sk = rsg[k, lo - f0:hi + 1 - f0]
+                for t in range(yk.shape[0]):
+                    vv = lo + t - 0.5 - y
+                    yc = min(abs(vv), r)
+                    x1 = math.sqrt(max(r2 - yc * yc, 0.0))
+                    yk[t] = yc
+                    xk[t] = x1
+                    gk[t] = _g(x1, r, r2)
+                    sk[t] = -1.0 if vv < 0.0 else 1.0
         j_lo = max(int(math.floor(y - rmax - 0.5)) + 1, 0)
         j_hi = min(int(math.ceil(y + rmax + 0.5)) - 1, ny - 1)
         for j in range(j_lo, j_hi + 1):
@@ -285,19 +294,13 @@ def _apertures_kernel(image, variance, xs, ys, radii, mode, n_sub, flux, var, tr
                 f = row_f
                 v = row_v
                 if mode == 0:
-                    # the band's edge constants: the lower one is the previous row's upper one
-                    if rc_row[k] == j - 1:
-                        for t in range(4):
-                            rc_lo[k, t] = rc_hi[k, t]
-                    else:
-                        _row_constants(dy0, r, r2, rc_lo, k)
-                    _row_constants(dy1, r, r2, rc_hi, k)
-                    rc_row[k] = j
-                    c0 = rc_lo[k]
-                    c1 = rc_hi[k]
+                    # the band's edges: v0 = j - 0.5 - y (row edge j), v1 (row edge j + 1)
+                    lo = j - f0
+                    c = (ry[k, lo], rx1[k, lo], rg[k, lo], rsg[k, lo],
+                         ry[k, lo + 1], rx1[k, lo + 1], rg[k, lo + 1], rsg[k, lo + 1])
                     gk = gcol[k]
-                    f, v = _exact_edge(drow, vrow, i_lo, edge_lo, x, gk, e0, r, r2, c0, c1, f, v)
-                    f, v = _exact_edge(drow, vrow, edge_hi, i_hi, x, gk, e0, r, r2, c0, c1, f, v)
+                    f, v = _exact_edge(drow, vrow, i_lo, edge_lo, x, gk, e0, r, r2, c, f, v)
+                    f, v = _exact_edge(drow, vrow, edge_hi, i_hi, x, gk, e0, r, r2, c, f, v)
                 else:
                     f, v = _sampled_edge(drow, vrow, i_lo, edge_lo, x, dy0, r, n_sub, f, v)
                     f, v = _sampled_edge(drow, vrow, edge_hi, i_hi, x, dy0, r, n_sub, f, v)
