@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
     from colphot.table.forced import spatial_order
 
     image, variance, psf, x, y = make_scene(args.size, args.n)
-    order = spatial_order(x, y)
+    order = spatial_order(x, y, strip=1.6 * max(RADII))  # the order forced_photometry uses
     x, y = x[order], y[order]
     n = x.size
     rows: list[tuple[str, float, str]] = []

@@ -186,3 +186,21 @@ def test_null_and_all_invalid_coordinates_never_crash(sim_tile):
         df = colphot.forced_photometry(s.tile, all_bad)
     assert df.height == 0
     assert df.schema == polars_schema(forced_columns(ForcedPhotConfig()))
+
+
+@pytest.mark.parametrize("strip", [None, 112.0])
+def test_spatial_order_is_a_permutation_keeping_neighbours_together(strip):
+    from colphot.table.forced import spatial_order
+
+    rng = np.random.default_rng(4)
+    x = rng.uniform(0, 4000, 5000)
+    y = rng.uniform(0, 4000, 5000)
+    x[::97] = np.nan
+    order = spatial_order(x, y, strip=strip)
+    assert np.array_equal(np.sort(order), np.arange(x.size))
+    # consecutive finite sources are close: far closer on average than in input order
+    def median_step(xs, ys):
+        step = np.hypot(np.diff(xs), np.diff(ys))
+        return np.median(step[np.isfinite(step)])
+
+    assert median_step(x[order], y[order]) < 0.1 * median_step(x, y)
