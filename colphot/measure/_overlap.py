@@ -2,120 +2,21 @@
 
 Coordinates are relative to the circle's centre, in pixels. The exact area uses
 ``F(x, y) = sgn(x) sgn(y) A(|x|, |y|)``, the signed area of the circle inside the rectangle from
-the centre to the corner ``(x, y)``; a pixel's overlap is the inclusion-exclusion of ``F`` over its
-four corners. ``A`` has a closed form with one square root and one arcsine.
+the centre to the corner ``(x, y)``. For ``x, y >= 0`` clamped to ``r`` and
+``x1 = sqrt(r^2 - y^2)``: ``A = x y`` when the corner is inside, else
+``x1 y + G(x) - G(x1)`` with ``G(x) = integral_0^x sqrt(r^2 - t^2) dt``. Within one pixel row
+(the band between row edges ``v0`` and ``v1``), ``H(u) = F(u, v1) - F(u, v0)`` and a pixel's
+overlap is ``H(u1) - H(u0)``: neighbouring pixels share an edge's ``H``, and ``G`` is needed only
+at the row's and columns' edges, which the aperture kernel tabulates once per source.
 """
 
 from __future__ import annotations
 
 import math
 
-import numpy as np
 from numba import njit
 
-__all__ = ["asin01", "band_constants", "band_integral", "exact_overlap", "sampled_overlap"]
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _quadrant_area(x: float, y: float, r: float) -> float:
-    """Area of ``{0 <= u <= x, 0 <= v <= y, u^2 + v^2 <= r^2}`` for ``x, y >= 0``."""
-    x = min(x, r)
-    y = min(y, r)
-    r2 = r * r
-    if x * x + y * y <= r2:
-        return x * y
-    x1 = math.sqrt(max(r2 - y * y, 0.0))
-    # integral of sqrt(r^2 - u^2) from x1 to x
-    g_x = 0.5 * (x * math.sqrt(max(r2 - x * x, 0.0)) + r2 * math.asin(min(x / r, 1.0)))
-    g_x1 = 0.5 * (x1 * math.sqrt(max(r2 - x1 * x1, 0.0)) + r2 * math.asin(min(x1 / r, 1.0)))
-    return x1 * y + (g_x - g_x1)
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _signed_area(x: float, y: float, r: float) -> float:
-    a = _quadrant_area(abs(x), abs(y), r)
-    if (x < 0.0) != (y < 0.0):
-        return -a
-    return a
-
-
-@njit(cache=True, nogil=True)
-def exact_overlap(u0: float, v0: float, u1: float, v1: float, r: float) -> float:
-    """Exact area of the rectangle ``[u0, u1] x [v0, v1]`` inside the circle of radius ``r``."""
-    return (
-        _signed_area(u1, v1, r)
-        - _signed_area(u0, v1, r)
-        - _signed_area(u1, v0, r)
-        + _signed_area(u0, v0, r)
-    )
-
-
-@njit(cache=True, nogil=True)
-def sampled_overlap(u0: float, v0: float, r: float, n: int) -> float:
-    """Fraction of ``n x n`` sample points of the unit pixel at ``(u0, v0)`` inside radius ``r``.
-
-    Samples sit at ``u0 + (i + 0.5) / n`` (SExtractor's and photutils' sub-pixel grid); a point
-    counts when strictly inside the circle. ``n = 1`` is the pixel-centre test.
-    """
-    r2 = r * r
-    step = 1.0 / n
-    count = 0
-    for j in range(n):
-        v = v0 + (j + 0.5) * step
-        v2 = v * v
-        for i in range(n):
-            u = u0 + (i + 0.5) * step
-            if u * u + v2 < r2:
-                count += 1
-    return count / (n * n)
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _g(x: float, r: float, r2: float) -> float:
-    """``integral_0^x sqrt(r^2 - t^2) dt`` for ``0 <= x <= r``."""
-    return 0.5 * (x * math.sqrt(max(r2 - x * x, 0.0)) + r2 * math.asin(min(x / r, 1.0)))
-
-
-@njit(cache=True, nogil=True)
-def band_constants(v: float, r: float, r2: float, out: np.ndarray, at: int) -> None:
-    """Per-row constants of one band edge ``v`` for :func:`band_integral`.
-
-    Stores ``(|v| clamped to r, x1 = sqrt(r^2 - y^2), G(x1), sign(v))`` at ``out[at:at + 4]``.
-    """
-    y = min(abs(v), r)
-    x1 = math.sqrt(max(r2 - y * y, 0.0))
-    out[at] = y
-    out[at + 1] = x1
-    out[at + 2] = _g(x1, r, r2)
-    out[at + 3] = -1.0 if v < 0.0 else 1.0
-
-
-@njit(cache=True, nogil=True)
-def band_integral(u: float, r: float, r2: float, c: np.ndarray) -> float:
-    """``H(u) = F(u, v1) - F(u, v0)``: signed circle area in the row band from 0 to ``u``.
-
-    ``c`` holds :func:`band_constants` of ``v0`` at 0..3 and of ``v1`` at 4..7. A pixel's
-    overlap is ``H(u1) - H(u0)``; neighbouring pixels share their edge's ``H``, and the arcsine
-    of ``G(|u|)`` is computed at most once per edge.
-    """
-    x = min(abs(u), r)
-    su = -1.0 if u < 0.0 else 1.0
-    gx = -1.0
-    total = 0.0
-    for t in range(2):
-        y = c[4 * t]
-        x1 = c[4 * t + 1]
-        if x * x + y * y <= r2:
-            a = x * y
-        else:
-            if gx < 0.0:
-                gx = _g(x, r, r2)
-            a = x1 * y + (gx - c[4 * t + 2])
-        if t == 0:
-            total -= c[3] * a
-        else:
-            total += c[7] * a
-    return su * total
+__all__ = ["asin01", "band_h", "circle_integral", "sampled_overlap"]
 
 
 # fdlibm's rational approximation of asin on [0, 1/2] (Sun Microsystems, 1993): asin(t) =
@@ -142,3 +43,53 @@ def asin01(t: float) -> float:
     q = 1.0 + z * (_QS[0] + z * (_QS[1] + z * (_QS[2] + z * _QS[3])))
     poly = base + base * (p / q)
     return poly if small else _PIO2 - 2.0 * poly
+
+
+@njit(cache=True, nogil=True, fastmath={"reassoc"}, error_model="numpy", inline="always")
+def circle_integral(x: float, r: float, r2: float) -> float:
+    """``G(x) = integral_0^x sqrt(r^2 - t^2) dt`` for ``0 <= x <= r`` (pixels^2)."""
+    return 0.5 * (x * math.sqrt(max(r2 - x * x, 0.0)) + r2 * asin01(min(x / r, 1.0)))
+
+
+@njit(cache=True, nogil=True, fastmath={"reassoc"}, error_model="numpy", inline="always")
+def band_h(u: float, gu: float, r: float, r2: float, y0: float, x10: float, g10: float, s0: float,
+       y1: float, x11: float, g11: float, s1: float) -> float:
+    """``H(u) = F(u, v1) - F(u, v0)``: signed circle area in the row band from 0 to ``u``.
+
+    ``F(x, y)`` is the signed area of the circle inside the rectangle from the centre to the
+    corner ``(x, y)``; ``gu = G(min(|u|, r))`` comes from the source's column table and
+    ``(y, x1, G(x1), sign)`` of the band's edges ``v0``, ``v1`` from its row table (``y = |v|``
+    clamped to ``r``, ``x1 = sqrt(r^2 - y^2)``). A pixel's overlap is ``H(u1) - H(u0)``, so
+    neighbouring pixels share their common edge's ``H``.
+    """
+    xa = min(abs(u), r)
+    if xa * xa + y1 * y1 <= r2:
+        a1 = xa * y1
+    else:
+        a1 = x11 * y1 + (gu - g11)
+    if xa * xa + y0 * y0 <= r2:
+        a0 = xa * y0
+    else:
+        a0 = x10 * y0 + (gu - g10)
+    total = s1 * a1 - s0 * a0
+    return -total if u < 0.0 else total
+
+
+@njit(cache=True, nogil=True)
+def sampled_overlap(u0: float, v0: float, r: float, n: int) -> float:
+    """Fraction of ``n x n`` sample points of the unit pixel at ``(u0, v0)`` inside radius ``r``.
+
+    Samples sit at ``u0 + (i + 0.5) / n`` (SExtractor's and photutils' sub-pixel grid); a point
+    counts when strictly inside the circle. ``n = 1`` is the pixel-centre test.
+    """
+    r2 = r * r
+    step = 1.0 / n
+    count = 0
+    for j in range(n):
+        v = v0 + (j + 0.5) * step
+        v2 = v * v
+        for i in range(n):
+            u = u0 + (i + 0.5) * step
+            if u * u + v2 < r2:
+                count += 1
+    return count / (n * n)

@@ -3,7 +3,9 @@
 Per pixel row, the pixels wholly inside a circle form one span; spans of growing radii nest, so
 each radius's span sum is the previous one plus two short side segments, and every interior
 pixel is read once for all radii. Only the pixels that straddle a circle get a fractional
-weight (exact area, n x n sub-pixel samples, or the centre test). No pixel is masked, as in LSST:
+weight (exact area, n x n sub-pixel samples, or the centre test). For the exact area every
+square root and arcsine a source needs (at its row and column edges, per radius) is tabulated
+first, in vectorised loops; see :mod:`colphot.measure._overlap`. No pixel is masked, as in LSST:
 a NaN under an aperture gives a NaN flux.
 """
 
@@ -16,7 +18,9 @@ import numpy as np
 from numba import njit
 
 from colphot._typing import ApertureMethod
-from colphot.measure._overlap import asin01, sampled_overlap
+from colphot.measure._overlap import band_h as _h
+from colphot.measure._overlap import circle_integral as _g
+from colphot.measure._overlap import sampled_overlap
 
 __all__ = ["ApertureResult", "measure_apertures", "FLAGS"]
 
@@ -109,36 +113,6 @@ def measure_apertures(
 #: ``sqrt(r^2 - y^2)`` of the same numbers, and contracting one but not the other costs 1e-9 of a
 #: small circle's area.
 _FAST = {"reassoc"}
-
-
-@njit(cache=True, nogil=True, fastmath=_FAST, error_model="numpy", inline="always")
-def _g(x: float, r: float, r2: float) -> float:
-    """``integral_0^x sqrt(r^2 - t^2) dt`` for ``0 <= x <= r``."""
-    return 0.5 * (x * math.sqrt(max(r2 - x * x, 0.0)) + r2 * asin01(min(x / r, 1.0)))
-
-
-@njit(cache=True, nogil=True, fastmath=_FAST, error_model="numpy", inline="always")
-def _h(u: float, gu: float, r: float, r2: float, y0: float, x10: float, g10: float, s0: float,
-       y1: float, x11: float, g11: float, s1: float) -> float:
-    """``H(u) = F(u, v1) - F(u, v0)``: signed circle area in the row band from 0 to ``u``.
-
-    ``F(x, y)`` is the signed area of the circle inside the rectangle from the centre to the
-    corner ``(x, y)``; ``gu = G(min(|u|, r))`` comes from the source's column table and
-    ``(y, x1, G(x1), sign)`` of the band's edges ``v0``, ``v1`` from its row table (``y = |v|``
-    clamped to ``r``, ``x1 = sqrt(r^2 - y^2)``). A pixel's overlap is ``H(u1) - H(u0)``, so
-    neighbouring pixels share their common edge's ``H``.
-    """
-    xa = min(abs(u), r)
-    if xa * xa + y1 * y1 <= r2:
-        a1 = xa * y1
-    else:
-        a1 = x11 * y1 + (gu - g11)
-    if xa * xa + y0 * y0 <= r2:
-        a0 = xa * y0
-    else:
-        a0 = x10 * y0 + (gu - g10)
-    total = s1 * a1 - s0 * a0
-    return -total if u < 0.0 else total
 
 
 @njit(cache=True, nogil=True, fastmath=_FAST, error_model="numpy", inline="always")
