@@ -77,6 +77,18 @@ def measure_local_background(
     return LocalBackgroundResult(level, scatter, nogood.copy(), nogood)
 
 
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _insertion_sort(a: np.ndarray, n: int) -> None:
+    """Sort ``a[:n]`` in place (for the few values left at the end of a selection)."""
+    for t in range(1, n):
+        v = a[t]
+        u = t - 1
+        while u >= 0 and a[u] > v:
+            a[u + 1] = a[u]
+            u -= 1
+        a[u + 1] = v
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def _kth_and_next(vals: np.ndarray, k: int, work: np.ndarray,
                   tmp: np.ndarray) -> tuple[float, float]:
@@ -123,14 +135,7 @@ def _kth_and_next(vals: np.ndarray, k: int, work: np.ndarray,
             for t in range(n_hi):
                 work[t] = tmp[n - n_hi + t]
             n = n_hi
-    # insertion sort of the last few
-    for t in range(1, n):
-        v = work[t]
-        u = t - 1
-        while u >= 0 and work[u] > v:
-            work[u + 1] = work[u]
-            u -= 1
-        work[u + 1] = v
+    _insertion_sort(work, n)  # the last few
     return work[k], (work[k + 1] if k + 1 < n else upper)
 
 
@@ -174,13 +179,7 @@ def _quartiles_with(vals: np.ndarray, work: np.ndarray,
     sample = np.empty(m)
     for t in range(m):
         sample[t] = vals[(t * (n - 1)) // (m - 1)]
-    for t in range(1, m):  # insertion sort of the sample
-        v = sample[t]
-        u = t - 1
-        while u >= 0 and sample[u] > v:
-            sample[u + 1] = sample[u]
-            u -= 1
-        sample[u + 1] = v
+    _insertion_sort(sample, m)
     lo_p = np.empty(3)
     hi_p = np.empty(3)
     for t in range(3):
