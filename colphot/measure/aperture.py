@@ -198,31 +198,31 @@ def _apertures_kernel(image, variance, xs, ys, radii, mode, n_sub, flux, var, tr
         for k in range(kmax):
             tot_f[k] = 0.0
             tot_v[k] = 0.0
+            # every square root (and, for the exact area, arcsine) the source needs, at its
+            # row and column edges, in loops of independent evaluations that vectorise
+            # (asin01 has no call or branch)
+            r = radii[k]
+            r2 = r * r
+            lo = max(int(math.floor(y - r - 0.5)) + 1, 0)
+            hi = min(int(math.ceil(y + r + 0.5)) - 1, ny - 1) + 1
+            yk = ry[k, lo - f0:hi + 1 - f0]
+            xk = rx1[k, lo - f0:hi + 1 - f0]
+            for t in range(yk.shape[0]):
+                vv = lo + t - 0.5 - y
+                yc = min(abs(vv), r)
+                yk[t] = yc
+                xk[t] = math.sqrt(max(r2 - yc * yc, 0.0))
             if mode == 0:
-                # every square root and arcsine of the source, in loops of independent
-                # evaluations that vectorise (asin01 has no call or branch)
-                r = radii[k]
-                r2 = r * r
-                lo = int(math.floor(x - r - 0.5)) + 1
-                hi = int(math.ceil(x + r + 0.5))  # last edge: right edge of the last pixel
-                gk = gcol[k, lo - e0:hi + 1 - e0]
-                for t in range(gk.shape[0]):
-                    xa = min(abs(lo + t - 0.5 - x), r)
-                    gk[t] = _g(xa, r, r2)
-                lo = max(int(math.floor(y - r - 0.5)) + 1, 0)
-                hi = min(int(math.ceil(y + r + 0.5)) - 1, ny - 1) + 1
-                yk = ry[k, lo - f0:hi + 1 - f0]
-                xk = rx1[k, lo - f0:hi + 1 - f0]
-                gk = rg[k, lo - f0:hi + 1 - f0]
+                gr = rg[k, lo - f0:hi + 1 - f0]
                 sk = rsg[k, lo - f0:hi + 1 - f0]
                 for t in range(yk.shape[0]):
-                    vv = lo + t - 0.5 - y
-                    yc = min(abs(vv), r)
-                    x1 = math.sqrt(max(r2 - yc * yc, 0.0))
-                    yk[t] = yc
-                    xk[t] = x1
-                    gk[t] = _g(x1, r, r2)
-                    sk[t] = -1.0 if vv < 0.0 else 1.0
+                    gr[t] = _g(xk[t], r, r2)
+                    sk[t] = -1.0 if lo + t - 0.5 - y < 0.0 else 1.0
+                lo = int(math.floor(x - r - 0.5)) + 1
+                hi = int(math.ceil(x + r + 0.5))  # last edge: right edge of the last pixel
+                gc = gcol[k, lo - e0:hi + 1 - e0]
+                for t in range(gc.shape[0]):
+                    gc[t] = _g(min(abs(lo + t - 0.5 - x), r), r, r2)
         j_lo = max(int(math.floor(y - rmax - 0.5)) + 1, 0)
         j_hi = min(int(math.ceil(y + rmax + 0.5)) - 1, ny - 1)
         for j in range(j_lo, j_hi + 1):
@@ -241,11 +241,15 @@ def _apertures_kernel(image, variance, xs, ys, radii, mode, n_sub, flux, var, tr
                 if ly >= r:
                     continue
                 r2 = r * r
-                w_out = math.sqrt(r2 - ly * ly)
+                # the circle's half-widths at the band's edges come from the row table:
+                # widest at the edge nearer the centre (r itself when the band holds it),
+                # narrowest at the farther one
+                e_near, e_far = (j, j + 1) if abs(dy0) <= abs(dy1) else (j + 1, j)
+                w_out = math.sqrt(r2) if ly == 0.0 else rx1[k, e_near - f0]
                 i_lo = max(int(math.floor(x - w_out - 0.5)) + 1, 0)
                 i_hi = min(int(math.ceil(x + w_out + 0.5)) - 1, nx - 1)
                 if hy < r:
-                    w_in = math.sqrt(r2 - hy * hy)
+                    w_in = rx1[k, e_far - f0]
                     a = int(math.ceil(x - w_in + 0.5))
                     b = int(math.floor(x + w_in - 0.5))
                 else:
