@@ -140,13 +140,27 @@ def _kth_and_next(vals: np.ndarray, k: int, work: np.ndarray,
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _quantile(vals: np.ndarray, pos: float, work: np.ndarray, tmp: np.ndarray) -> float:
-    """Quantile of ``vals`` at fractional index ``pos`` (numpy's default linear method)."""
+def _quantile(vals: np.ndarray, pos: float, work: np.ndarray, tmp: np.ndarray,
+              below: int = 0, n_total: int = -1) -> float:
+    """Quantile at fractional index ``pos`` (numpy's default linear method).
+
+    ``vals`` may be a part of the data holding ranks ``below`` onwards (of ``n_total`` values
+    in all, default ``len(vals)``), as long as it holds the two ranks around ``pos``.
+    """
+    n_total = vals.shape[0] if n_total < 0 else n_total
     lo = int(math.floor(pos))
-    low, high = _kth_and_next(vals, lo, work, tmp)
-    if pos == lo or lo + 1 >= vals.shape[0]:
+    low, high = _kth_and_next(vals, lo - below, work, tmp)
+    if pos == lo or lo + 1 >= n_total:
         return low
     return low + (pos - lo) * (high - low)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _bracket(sample: np.ndarray, q: float) -> tuple[float, float]:
+    """Values of a sorted sample about 10 places either side of its ``q`` quantile."""
+    m = sample.shape[0]
+    c = int(q * (m - 1))
+    return sample[max(c - 10, 0)], sample[min(c + 11, m - 1)]
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -169,28 +183,22 @@ def _quartiles_with(vals: np.ndarray, work: np.ndarray,
     to a selection over everything; the result is the same either way.
     """
     n = vals.shape[0]
-    out = np.empty(3)
     qs = (0.25, 0.5, 0.75)
     if n < 512:
-        for t in range(3):
-            out[t] = _quantile(vals, qs[t] * (n - 1), work, tmp)
-        return out[0], out[1], out[2]
+        return (_quantile(vals, qs[0] * (n - 1), work, tmp),
+                _quantile(vals, qs[1] * (n - 1), work, tmp),
+                _quantile(vals, qs[2] * (n - 1), work, tmp))
     m = 128
-    sample = np.empty(m)
+    sample = tmp[:m]  # no allocation per source; tmp is free until the selections
     for t in range(m):
         sample[t] = vals[(t * (n - 1)) // (m - 1)]
     _insertion_sort(sample, m)
-    lo_p = np.empty(3)
-    hi_p = np.empty(3)
-    for t in range(3):
-        c = int(qs[t] * (m - 1))
-        lo_p[t] = sample[max(c - 10, 0)]  # about 2.5 sigma of the sample's rank scatter
-        hi_p[t] = sample[min(c + 11, m - 1)]
-    # one pass: below-bracket counts and the bracketed values, three gathers into ``work``
-    # (the three brackets may overlap, so each has its own third of a 3n buffer)
-    # (scalars, not arrays, so that the counters stay in registers)
-    l0, l1, l2 = lo_p[0], lo_p[1], lo_p[2]
-    h0, h1, h2 = hi_p[0], hi_p[1], hi_p[2]
+    # each bracket reaches about 2.5 sigma of the sample's rank scatter either side
+    l0, h0 = _bracket(sample, qs[0])
+    l1, h1 = _bracket(sample, qs[1])
+    l2, h2 = _bracket(sample, qs[2])
+    # one pass: below-bracket counts and the bracketed values, gathered into thirds of
+    # ``work`` (the brackets may overlap); scalar counters, so that they stay in registers
     b0 = b1 = b2 = 0
     k0 = k1 = k2 = 0
     for i in range(n):
@@ -204,22 +212,21 @@ def _quartiles_with(vals: np.ndarray, work: np.ndarray,
         k1 += (v >= l1) & (v <= h1)
         work[2 * n + k2] = v
         k2 += (v >= l2) & (v <= h2)
-    below = (b0, b1, b2)
-    inside = (k0, k1, k2)
-    for t in range(3):
-        pos = qs[t] * (n - 1)
-        lo = int(math.floor(pos))
-        hi = min(lo + 1, n - 1)
-        b = below[t]
-        k = inside[t]
-        if b <= lo and hi < b + k:
-            part = work[t * n:t * n + k]
-            low, high = _kth_and_next(part, lo - b, tmp, tmp[k:])
-            out[t] = low if pos == lo else low + (pos - lo) * (high - low)
-        else:
-            out[t] = _quantile(vals, pos, tmp, tmp[n:])
-    return out[0], out[1], out[2]
+    return (_bracketed_quantile(vals, work[:n], tmp, qs[0] * (n - 1), b0, k0),
+            _bracketed_quantile(vals, work[n:2 * n], tmp, qs[1] * (n - 1), b1, k1),
+            _bracketed_quantile(vals, work[2 * n:], tmp, qs[2] * (n - 1), b2, k2))
 
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _bracketed_quantile(vals: np.ndarray, gathered: np.ndarray, tmp: np.ndarray, pos: float,
+                        below: int, inside: int) -> float:
+    """The quantile at ``pos`` from the ``inside`` values gathered in its bracket (``below``
+    values lie under it), or from all ``vals`` when the bracket misses the two ranks."""
+    n = vals.shape[0]
+    lo = int(math.floor(pos))
+    if below <= lo and min(lo + 1, n - 1) < below + inside:
+        return _quantile(gathered[:inside], pos, tmp, tmp[inside:], below, n)
+    return _quantile(vals, pos, tmp, tmp[n:])
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _take(image, mask, has_mask, badbits, i, j0, j1, buf, m):
