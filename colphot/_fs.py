@@ -8,10 +8,11 @@ from typing import Any
 
 import fsspec
 from fsspec.core import url_to_fs
+from fsspec.implementations.local import LocalFileSystem
 
 from colphot._typing import PathLike, StorageOptions
 
-__all__ = ["filesystem", "is_local", "join", "put_atomic", "strip_protocol"]
+__all__ = ["filesystem", "is_local", "join", "put_atomic", "put_url", "strip_protocol"]
 
 
 def filesystem(url: PathLike, storage_options: StorageOptions = None) -> tuple[Any, str]:
@@ -39,14 +40,14 @@ def strip_protocol(url: PathLike) -> str:
     return text.split("://", 1)[1] if "://" in text else text
 
 
-def put_atomic(fs: Any, path: str, data: bytes, local: bool) -> None:
-    """Write ``data`` so that ``path`` is whole or absent.
+def put_atomic(fs: Any, path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` on ``fs`` so that the file is whole or absent.
 
     Locally: a temporary file beside ``path``, then a rename (removed again on any error). On
     object stores: one put of the complete bytes (``fs.pipe_file``), which the store applies
     whole or not at all; nothing is streamed, so an error cannot leave a partial object.
     """
-    if not local:
+    if not isinstance(fs, LocalFileSystem):
         fs.pipe_file(path, data)
         return
     folder = os.path.dirname(os.path.abspath(path))
@@ -60,3 +61,9 @@ def put_atomic(fs: Any, path: str, data: bytes, local: bool) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def put_url(url: PathLike, data: bytes, storage_options: StorageOptions = None) -> None:
+    """:func:`put_atomic` to a local path or fsspec URL."""
+    fs, path = filesystem(url, storage_options)
+    put_atomic(fs, path, data)

@@ -9,14 +9,15 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from colphot._fs import filesystem, is_local, join, put_atomic
+from colphot._fs import filesystem, join, put_atomic
 from colphot._typing import PathLike, StorageOptions
 from colphot.config import ForcedPhotConfig
 from colphot.exceptions import SchemaError
 from colphot.parquet.metadata import METADATA_KEY, astropy_yaml, colphot_metadata
 from colphot.table.schema import PARTITION_KEYS, Column, arrow_schema, forced_columns
 
-__all__ = ["write_forced", "partition_path", "HIVE_NULL"]
+__all__ = ["write_forced", "write_partition", "write_common_metadata", "partition_path",
+           "HIVE_NULL"]
 
 HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
 PART_NAME = "part-0.parquet"
@@ -62,7 +63,6 @@ def write_forced(
     config = config or ForcedPhotConfig()
     inputs = inputs or []
     fs, base = filesystem(root, storage_options)
-    local = is_local(root)
     columns = forced_columns(config)
     expected = [c.name for c in columns]
     if df.columns != expected:
@@ -79,18 +79,38 @@ def write_forced(
         band, tract, patch = key
         mine = [i for i in inputs
                 if (i.get("band"), i.get("tract"), i.get("patch")) == (band, tract, patch)]
-        unit = mine[0].get("flux_unit", "nJy") if mine else "nJy"
-        table = _to_arrow(part, forced_columns(config, flux_unit=unit), config, mine)
         path = join(base, partition_path(band, tract, patch), PART_NAME)
-        _write_atomic(fs, path, table, local)
+        write_partition(fs, path, part, config, mine)
         written.append(path)
-    common = _schema_with_metadata(columns, config, inputs)
-    common_path = join(base, "_common_metadata")
-    buf = io.BytesIO()
-    pq.write_metadata(common, buf)
-    put_atomic(fs, common_path, buf.getvalue(), local)
-    written.append(common_path)
+    written.append(write_common_metadata(fs, base, config, inputs))
     return written
+
+
+def write_partition(fs: Any, path: str, part: pl.DataFrame, config: ForcedPhotConfig,
+                    inputs: list[dict[str, Any]]) -> int:
+    """Write one band/tract/patch's rows to ``path`` on ``fs``, whole or absent.
+
+    ``inputs`` is that tile's provenance; the first entry's ``flux_unit`` (nJy if absent) sets
+    the flux columns' unit. An empty frame gives a valid part with no rows. Returns the row
+    count.
+    """
+    unit = (inputs[0].get("flux_unit") if inputs else None) or "nJy"
+    table = _to_arrow(part, forced_columns(config, flux_unit=unit), config, inputs)
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd")
+    put_atomic(fs, path, buf.getvalue())
+    return table.num_rows
+
+
+def write_common_metadata(fs: Any, base: str, config: ForcedPhotConfig,
+                          inputs: list[dict[str, Any]]) -> str:
+    """Write the dataset's ``_common_metadata`` (schema, config, provenance) under ``base``;
+    returns its path."""
+    buf = io.BytesIO()
+    pq.write_metadata(_schema_with_metadata(forced_columns(config), config, inputs), buf)
+    path = join(base, "_common_metadata")
+    put_atomic(fs, path, buf.getvalue())
+    return path
 
 
 def _schema_with_metadata(columns: list[Column], config: ForcedPhotConfig,
@@ -108,11 +128,3 @@ def _to_arrow(part: pl.DataFrame, columns: list[Column], config: ForcedPhotConfi
     schema = _schema_with_metadata(columns, config, inputs)
     table = part.drop(list(PARTITION_KEYS)).to_arrow()
     return table.cast(schema)
-
-
-def _write_atomic(fs: Any, path: str, table: pa.Table, local: bool) -> None:
-    buf = io.BytesIO()
-    pq.write_table(table, buf, compression="zstd")
-    put_atomic(fs, path, buf.getvalue(), local)
-
-

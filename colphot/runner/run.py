@@ -10,7 +10,6 @@ reason and does not stop the others.
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import os
 import sys
@@ -27,11 +26,10 @@ from colphot._typing import PathLike, StorageOptions
 from colphot.config import ForcedPhotConfig
 from colphot.exceptions import ColphotError, ReferenceCatalogError, TileFormatError
 from colphot.parquet.metadata import read_colphot_metadata
-from colphot.parquet.write import _schema_with_metadata, _to_arrow, _write_atomic
+from colphot.parquet.write import write_common_metadata, write_partition
 from colphot.runner.plan import WorkUnit, absolute_url, find_tiles, plan_units, redact_url
 from colphot.runner.refs import has_column, refs_source, select_refs
 from colphot.table.forced import forced_photometry
-from colphot.table.schema import forced_columns
 from colphot.tile.fits import read_tile
 
 if TYPE_CHECKING:
@@ -240,11 +238,8 @@ def write_part(df: pl.DataFrame, part: str, *, config: ForcedPhotConfig,
     once, at the end). Locally: temporary file and rename; on S3: one put of the finished
     bytes, so an error while encoding leaves no object behind.
     """
-    columns = forced_columns(config, flux_unit=provenance.get("flux_unit") or "nJy")
-    table = _to_arrow(df, columns, config, [provenance])
     fs, path = filesystem(part, storage_options)
-    _write_atomic(fs, path, table, is_local(part))
-    return table.num_rows
+    return write_partition(fs, path, df, config, [provenance])
 
 
 def _with_identity(tile: Tile, unit: WorkUnit) -> Tile:
@@ -569,11 +564,7 @@ def _write_footer(root: str, config: ForcedPhotConfig, results: list[TileResult]
                   manifest: dict[str, Any], storage_options: StorageOptions) -> None:
     """``_common_metadata`` (schema, config, tile provenance) then ``_manifest.json``."""
     fs, base = filesystem(root, storage_options)
-    local = is_local(root)
     inputs = [r.provenance for r in results if r.provenance is not None]
-    schema = _schema_with_metadata(forced_columns(config), config, inputs)
-    buf = io.BytesIO()
-    pq.write_metadata(schema, buf)
-    put_atomic(fs, join(base, "_common_metadata"), buf.getvalue(), local)
+    write_common_metadata(fs, base, config, inputs)
     text = json.dumps(manifest, indent=1, sort_keys=False, default=str)
-    put_atomic(fs, join(base, MANIFEST_NAME), text.encode(), local)
+    put_atomic(fs, join(base, MANIFEST_NAME), text.encode())

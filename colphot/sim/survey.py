@@ -12,6 +12,7 @@ a patch tile is a window of it whose array pixel ``[0, 0]`` is tract pixel ``xy0
 
 from __future__ import annotations
 
+import io
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -20,7 +21,7 @@ import numpy as np
 import polars as pl
 from astropy.wcs import WCS
 
-from colphot._fs import filesystem, is_local, join
+from colphot._fs import join, put_url
 from colphot.sim.scene import (
     MASK_PLANES,
     Defects,
@@ -522,9 +523,7 @@ def _nearest_distance(x: np.ndarray, y: np.ndarray, chunk: int = 512) -> np.ndar
 
 
 def _write_parquet(df: pl.DataFrame, url: str, storage_options: StorageOptions) -> None:
-    """Write ``df`` to one Parquet file at a local path or fsspec URL."""
-    fs, path = filesystem(url, storage_options)
-    if is_local(url):
-        fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-    with fs.open(path, "wb") as f:
-        df.write_parquet(f)
+    """Write ``df`` to one Parquet file at a local path or fsspec URL, whole or absent."""
+    buf = io.BytesIO()
+    df.write_parquet(buf)
+    put_url(url, buf.getvalue(), storage_options)

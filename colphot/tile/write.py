@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from astropy.io import fits
 
-from colphot._fs import filesystem, is_local, put_atomic, strip_protocol
+from colphot._fs import put_url
 from colphot._typing import PathLike, StorageOptions
 
 if TYPE_CHECKING:
@@ -98,9 +98,7 @@ def write_tile(
     )
     buffer = io.BytesIO()
     hdul.writeto(buffer)
-    local = is_local(path)
-    fs, remote = filesystem(path, storage_options)
-    put_atomic(fs, strip_protocol(path) if local else remote, buffer.getvalue(), local)
+    put_url(path, buffer.getvalue(), storage_options)
 
 
 def tile_hdulist(
