@@ -19,6 +19,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from colphot.tile.psf import bilinear_weights
+from colphot.tile.write import DEFAULT_MASK_PLANES
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -41,11 +44,8 @@ __all__ = [
     "render_tile",
 ]
 
-#: LSST-style mask plane -> bit used by the simulated tiles.
-MASK_PLANES: dict[str, int] = {
-    "BAD": 0, "SAT": 1, "INTRP": 2, "CR": 3, "EDGE": 4, "DETECTED": 5, "SUSPECT": 7,
-    "NO_DATA": 8,
-}
+#: LSST-style mask plane -> bit used by the simulated tiles (afw's usual assignment).
+MASK_PLANES: dict[str, int] = dict(DEFAULT_MASK_PLANES)
 
 #: Fraction of the PSF flux in the wide Gaussian.
 WING_FLUX = 0.1
@@ -123,42 +123,6 @@ def psf_stamp_size(sigma_max: float) -> int:
 # spatially varying PSF
 
 
-def bilinear_weights(nodes_x: np.ndarray, nodes_y: np.ndarray, x: np.ndarray, y: np.ndarray
-                     ) -> tuple[np.ndarray, np.ndarray]:
-    """Bilinear interpolation weights on a regular grid, clamped outside it.
-
-    Parameters
-    ----------
-    nodes_x, nodes_y
-        Sorted, distinct node coordinates along x (``nx``) and y (``ny``), pixels.
-    x, y
-        Positions, pixels.
-
-    Returns
-    -------
-    index, weight
-        ``(m, 4)`` each: flat node index ``iy * nx + ix`` of the corners (lower-left,
-        lower-right, upper-left, upper-right) and their weights, which sum to 1.
-    """
-    nodes_x = np.asarray(nodes_x, dtype=np.float64)
-    nodes_y = np.asarray(nodes_y, dtype=np.float64)
-    ix, tx = _bracket(nodes_x, np.atleast_1d(np.asarray(x, dtype=np.float64)))
-    iy, ty = _bracket(nodes_y, np.atleast_1d(np.asarray(y, dtype=np.float64)))
-    nx = nodes_x.size
-    ix1 = np.minimum(ix + 1, nx - 1)
-    iy1 = np.minimum(iy + 1, nodes_y.size - 1)
-    index = np.stack([iy * nx + ix, iy * nx + ix1, iy1 * nx + ix, iy1 * nx + ix1], axis=1)
-    weight = np.stack([(1 - tx) * (1 - ty), tx * (1 - ty), (1 - tx) * ty, tx * ty], axis=1)
-    return index, weight
-
-
-def _bracket(nodes: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Cell index and clamped fraction of ``v`` along sorted ``nodes``."""
-    if nodes.size == 1:
-        return np.zeros(v.shape, dtype=np.int64), np.zeros(v.shape)
-    i = np.clip(np.searchsorted(nodes, v, side="right") - 1, 0, nodes.size - 2)
-    t = np.clip((v - nodes[i]) / (nodes[i + 1] - nodes[i]), 0.0, 1.0)
-    return i, np.where(np.isfinite(t), t, 0.0)
 
 
 @dataclass(frozen=True)

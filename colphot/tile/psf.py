@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["PsfModel", "psf_moments_sigma"]
+__all__ = ["PsfModel", "bilinear_weights", "psf_moments_sigma"]
 
 
 def psf_moments_sigma(images: np.ndarray) -> np.ndarray:
@@ -94,19 +94,8 @@ class PsfModel:
         lookup = {(a, b): i for i, (a, b) in enumerate(zip(self.grid_x, self.grid_y, strict=True))}
         if len(gx) * len(gy) == n and len(lookup) == n:
             table = np.array([[lookup[(a, b)] for a in gx] for b in gy], dtype=np.int64)
-            ix, tx = _bracket(gx, x)
-            iy, ty = _bracket(gy, y)
-            ix1 = np.minimum(ix + 1, len(gx) - 1)
-            iy1 = np.minimum(iy + 1, len(gy) - 1)
-            index[:, 0] = table[iy, ix]
-            index[:, 1] = table[iy, ix1]
-            index[:, 2] = table[iy1, ix]
-            index[:, 3] = table[iy1, ix1]
-            weight[:, 0] = (1 - tx) * (1 - ty)
-            weight[:, 1] = tx * (1 - ty)
-            weight[:, 2] = (1 - tx) * ty
-            weight[:, 3] = tx * ty
-            return index, weight
+            flat, weight = bilinear_weights(gx, gy, x, y)
+            return table.ravel()[flat], weight
         d2 = (x[:, None] - self.grid_x[None]) ** 2 + (y[:, None] - self.grid_y[None]) ** 2
         index[:, 0] = np.argmin(d2, axis=1)
         weight[:, 0] = 1.0
@@ -116,6 +105,35 @@ class PsfModel:
         """Gaussian-equivalent sigma of the PSF at array positions ``(x, y)``, pixels."""
         index, weight = self.weights(x, y)
         return (self.sigmas[index] * weight).sum(axis=1)
+
+
+def bilinear_weights(nodes_x: np.ndarray, nodes_y: np.ndarray, x: np.ndarray, y: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Bilinear interpolation weights on a regular grid, clamped outside it.
+
+    Parameters
+    ----------
+    nodes_x, nodes_y
+        Sorted, distinct node coordinates along x (``nx``) and y (``ny``), pixels.
+    x, y
+        Positions, pixels.
+
+    Returns
+    -------
+    index, weight
+        ``(m, 4)`` each: flat node index ``iy * nx + ix`` of the corners (lower-left,
+        lower-right, upper-left, upper-right) and their weights, which sum to 1.
+    """
+    nodes_x = np.asarray(nodes_x, dtype=np.float64)
+    nodes_y = np.asarray(nodes_y, dtype=np.float64)
+    ix, tx = _bracket(nodes_x, np.atleast_1d(np.asarray(x, dtype=np.float64)))
+    iy, ty = _bracket(nodes_y, np.atleast_1d(np.asarray(y, dtype=np.float64)))
+    nx = nodes_x.size
+    ix1 = np.minimum(ix + 1, nx - 1)
+    iy1 = np.minimum(iy + 1, nodes_y.size - 1)
+    index = np.stack([iy * nx + ix, iy * nx + ix1, iy1 * nx + ix, iy1 * nx + ix1], axis=1)
+    weight = np.stack([(1 - tx) * (1 - ty), tx * (1 - ty), (1 - tx) * ty, tx * ty], axis=1)
+    return index, weight
 
 
 def _bracket(grid: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
