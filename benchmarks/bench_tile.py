@@ -75,12 +75,14 @@ def main(argv: list[str] | None = None) -> None:
         return _memory_child(args.size, args.n)
 
     import colphot
+    from colphot.config import ForcedPhotConfig
     from colphot.measure.aperture import measure_apertures
     from colphot.measure.psf_flux import measure_psf_flux
-    from colphot.table.forced import spatial_order
+    from colphot.table.forced import spatial_order, strip_height
 
     image, variance, psf, x, y = make_scene(args.size, args.n)
-    order = spatial_order(x, y, strip=1.6 * max(RADII))  # the order forced_photometry uses
+    # the order forced_photometry uses
+    order = spatial_order(x, y, strip=strip_height(ForcedPhotConfig(aperture_radii=RADII)))
     x, y = x[order], y[order]
     n = x.size
     rows: list[tuple[str, float, str]] = []

@@ -65,7 +65,7 @@ def open_forced(root: PathLike, *, storage_options: StorageOptions = None) -> pl
     """
     text = os.fspath(root)
     fs, path = filesystem(text, storage_options)
-    if not fs.glob(join(path, "**/*.parquet"), maxdepth=None):
+    if not fs.glob(join(path, "**/*.parquet")):
         return _empty_dataset(fs, path, text)
     source: Any = join(text, "**/*.parquet")
     options = None if is_local(text) else polars_storage_options(storage_options)
@@ -75,15 +75,15 @@ def open_forced(root: PathLike, *, storage_options: StorageOptions = None) -> pl
 
 
 def _empty_dataset(fs: Any, path: str, text: str) -> pl.LazyFrame:
-    """An empty LazyFrame with the schema recorded in the dataset's ``_common_metadata``."""
-    common = join(path, "_common_metadata")
-    if not fs.exists(common):
-        raise FileNotFoundError(f"{text}: no Parquet parts and no _common_metadata")
-    with fs.open(common, "rb") as f:
-        schema = pq.read_schema(f)
+    """An empty LazyFrame with the schema recorded in the dataset's ``_common_metadata``
+    (which holds every column but the hive partition keys)."""
+    try:
+        with fs.open(join(path, "_common_metadata"), "rb") as f:
+            schema = pq.read_schema(f)
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"{text}: no Parquet parts and no _common_metadata") from err
     empty = pl.from_arrow(schema.empty_table())
     assert isinstance(empty, pl.DataFrame)
-    for key, dtype in _HIVE_SCHEMA.items():
-        empty = empty.with_columns(pl.lit(None, dtype=dtype).alias(key)) if key not in \
-            empty.columns else empty.with_columns(pl.col(key).cast(dtype))
-    return empty.lazy()
+    return empty.with_columns(
+        pl.lit(None, dtype=dtype).alias(key) for key, dtype in _HIVE_SCHEMA.items()
+    ).lazy()

@@ -12,6 +12,7 @@ a patch tile is a window of it whose array pixel ``[0, 0]`` is tract pixel ``xy0
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import math
 from dataclasses import dataclass
@@ -412,12 +413,11 @@ def _tract_defects(shape: tuple[int, int], geometries: list[PatchGeometry],
 
 def _shift_defects(defects: Defects, x0: int, y0: int) -> Defects:
     """``defects`` in the frame of a tile whose pixel ``[0, 0]`` is tract pixel ``(x0, y0)``."""
-    return Defects(
+    return dataclasses.replace(
+        defects,
         bad_columns=tuple((x - x0, a - y0, b - y0, v) for x, a, b, v in defects.bad_columns),
         no_data=tuple((a - x0, b - x0, c - y0, d - y0) for a, b, c, d in defects.no_data),
         interpolated=tuple((x - x0, y - y0, r) for x, y, r in defects.interpolated),
-        saturation=defects.saturation, edge_width=defects.edge_width,
-        detection_sigma=defects.detection_sigma,
     )
 
 

@@ -166,11 +166,16 @@ def _tile_from_hdul(hdul: fits.HDUList, name: str, psf_arg: Any) -> Tile:
     )
 
 
-def _read_2d(hdu: Any, where: str, what: str, shape: tuple[int, ...] | None = None) -> np.ndarray:
+def _hdu_data(hdu: Any, where: str) -> Any:
+    """``hdu.data``, with truncated or corrupt data reported as one error naming the HDU."""
     try:
-        data = hdu.data
-    except (ValueError, TypeError, OSError) as err:  # truncated or corrupt data
-        raise TileFormatError(f"{where} {what}: cannot read the pixel data ({err})") from err
+        return hdu.data
+    except (ValueError, TypeError, OSError) as err:
+        raise TileFormatError(f"{where}: cannot read the data ({err})") from err
+
+
+def _read_2d(hdu: Any, where: str, what: str, shape: tuple[int, ...] | None = None) -> np.ndarray:
+    data = _hdu_data(hdu, f"{where} {what}")
     if data is None or data.ndim != 2:
         got = None if data is None else data.shape
         raise TileFormatError(f"{where} {what}: expected a 2D array, got {got}")
@@ -267,7 +272,7 @@ def _estimate_variance(image: np.ndarray, name: str) -> np.ndarray:
 
 def _read_psf(hdul: fits.HDUList, i_psf: int, name: str) -> PsfModel:
     where = f"{name}[HDU {i_psf}] PSF"
-    data = hdul[i_psf].data
+    data = _hdu_data(hdul[i_psf], where)
     if data is None or data.ndim not in (2, 3):
         got = None if data is None else data.shape
         raise TileFormatError(f"{where}: expected a 2D image or a 3D cube, got {got}")
@@ -282,7 +287,7 @@ def _read_psf(hdul: fits.HDUList, i_psf: int, name: str) -> PsfModel:
     i_grid = _find_hdu(hdul, "PSF_GRID")
     if i_grid is None:
         raise TileFormatError(f"{name}: PSF cube of {data.shape[0]} images but no PSF_GRID HDU")
-    table = hdul[i_grid].data
+    table = _hdu_data(hdul[i_grid], f"{name}[HDU {i_grid}] PSF_GRID")
     names = [] if table is None else [c.lower() for c in table.columns.names]
     if "x" not in names or "y" not in names:
         raise TileFormatError(

@@ -15,7 +15,7 @@ from colphot._typing import PathLike, StorageOptions
 if TYPE_CHECKING:
     from astropy.wcs import WCS
 
-__all__ = ["DEFAULT_MASK_PLANES", "write_tile", "tile_hdulist"]
+__all__ = ["DEFAULT_MASK_PLANES", "write_tile"]
 
 #: LSST afw's usual mask plane -> bit assignment, used when ``mask_planes`` is not given.
 DEFAULT_MASK_PLANES: dict[str, int] = {
@@ -91,36 +91,6 @@ def write_tile(
         Arrays of the wrong dimension, shape or dtype; a PSF cube without a matching grid;
         both ``bunit`` and ``magzero``.
     """
-    hdul = tile_hdulist(
-        image, variance=variance, mask=mask, mask_planes=mask_planes, wcs=wcs,
-        psf_images=psf_images, psf_grid=psf_grid, band=band, tract=tract, patch=patch,
-        xy0=xy0, bunit=bunit, magzero=magzero,
-    )
-    buffer = io.BytesIO()
-    hdul.writeto(buffer)
-    put_url(path, buffer.getvalue(), storage_options)
-
-
-def tile_hdulist(
-    image: np.ndarray,
-    *,
-    variance: np.ndarray,
-    mask: np.ndarray | None = None,
-    mask_planes: Mapping[str, int] | None = None,
-    wcs: WCS,
-    psf_images: np.ndarray | None = None,
-    psf_grid: tuple[np.ndarray, np.ndarray] | np.ndarray | None = None,
-    band: str | None = None,
-    tract: int | None = None,
-    patch: int | None = None,
-    xy0: tuple[int, int] = (0, 0),
-    bunit: str | None = None,
-    magzero: float | None = None,
-) -> fits.HDUList:
-    """The in-memory :class:`astropy.io.fits.HDUList` that :func:`write_tile` writes.
-
-    Parameters are those of :func:`write_tile` (without the destination).
-    """
     image = _check_2d(image, "image")
     variance = _check_2d(variance, "variance", image.shape)
     if bunit is not None and magzero is not None:
@@ -152,7 +122,9 @@ def tile_hdulist(
                        "VARIANCE"))
     if psf_images is not None:
         hdus.extend(_psf_hdus(psf_images, psf_grid))
-    return fits.HDUList(hdus)
+    buffer = io.BytesIO()
+    fits.HDUList(hdus).writeto(buffer)
+    put_url(path, buffer.getvalue(), storage_options)
 
 
 def _check_2d(array: np.ndarray, name: str, shape: tuple[int, ...] | None = None) -> np.ndarray:
