@@ -68,6 +68,11 @@ class WorkUnit:
         return partition_path(self.band, self.tract, self.patch)
 
 
+def has_glob(url: str) -> bool:
+    """True when the path part of ``url`` holds a glob character (``*``, ``?``, ``[``)."""
+    return _GLOB_CHARS.search(strip_protocol(url)) is not None
+
+
 def absolute_url(url: PathLike) -> str:
     """``url`` unchanged when remote, else an absolute local path (workers may run elsewhere)."""
     text = os.fspath(url)
@@ -132,7 +137,7 @@ def expand_tiles(tiles: str, *, storage_options: StorageOptions = None) -> list[
     """
     text = absolute_url(tiles)
     has_fields = any(f"{{{f}}}" in text for f in _FIELDS)
-    if not has_fields and not _GLOB_CHARS.search(strip_protocol(text)):
+    if not has_fields and not has_glob(text):
         return [text]
     pattern_text = text
     for f in _FIELDS:

@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
-from colphot._fs import is_local, join, strip_protocol
+from colphot._fs import is_local, join
 from colphot._typing import PathLike, StorageOptions
 from colphot.parquet.read import polars_storage_options
 from colphot.references.select import tile_footprint
+from colphot.runner.plan import absolute_url, has_glob
 
 if TYPE_CHECKING:
     from astropy.wcs import WCS
@@ -36,10 +37,8 @@ def refs_source(refs: PathLike) -> str:
     A folder (hive root) becomes ``{root}/**/*.parquet``; a ``.parquet`` file or a glob is
     kept.
     """
-    text = os.fspath(refs).rstrip("/")
-    if is_local(text):
-        text = os.path.abspath(strip_protocol(text))
-    if text.endswith(".parquet") or any(c in strip_protocol(text) for c in "*?["):
+    text = absolute_url(os.fspath(refs).rstrip("/"))
+    if text.endswith(".parquet") or has_glob(text):
         return text
     return join(text, "**/*.parquet")
 
