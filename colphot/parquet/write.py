@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 from typing import Any
 
@@ -14,7 +15,7 @@ from colphot._typing import PathLike, StorageOptions
 from colphot.config import ForcedPhotConfig
 from colphot.exceptions import SchemaError
 from colphot.parquet.metadata import METADATA_KEY, astropy_yaml, colphot_metadata
-from colphot.table.schema import PARTITION_KEYS, Column, arrow_schema, forced_columns
+from colphot.table.schema import PARTITION_KEYS, arrow_schema, forced_columns
 
 __all__ = ["write_forced", "write_partition", "write_common_metadata", "partition_path",
            "HIVE_NULL"]
@@ -95,7 +96,7 @@ def write_partition(fs: Any, path: str, part: pl.DataFrame, config: ForcedPhotCo
     count.
     """
     unit = (inputs[0].get("flux_unit") if inputs else None) or "nJy"
-    table = _to_arrow(part, forced_columns(config, flux_unit=unit), config, inputs)
+    table = _to_arrow(part, config, unit, inputs)
     buf = io.BytesIO()
     pq.write_table(table, buf, compression="zstd")
     put_atomic(fs, path, buf.getvalue())
@@ -107,24 +108,30 @@ def write_common_metadata(fs: Any, base: str, config: ForcedPhotConfig,
     """Write the dataset's ``_common_metadata`` (schema, config, provenance) under ``base``;
     returns its path."""
     buf = io.BytesIO()
-    pq.write_metadata(_schema_with_metadata(forced_columns(config), config, inputs), buf)
+    pq.write_metadata(_schema_with_metadata(config, "nJy", inputs), buf)
     path = join(base, "_common_metadata")
     put_atomic(fs, path, buf.getvalue())
     return path
 
 
-def _schema_with_metadata(columns: list[Column], config: ForcedPhotConfig,
+@functools.lru_cache(maxsize=32)
+def _schema_and_yaml(config: ForcedPhotConfig, flux_unit: str) -> tuple[pa.Schema, str]:
+    """The Arrow schema of a part and its astropy ``table_meta_yaml`` (building the YAML
+    costs tens of milliseconds, and both depend only on the config and the flux unit)."""
+    schema = arrow_schema(forced_columns(config, flux_unit=flux_unit), exclude=PARTITION_KEYS)
+    return schema, astropy_yaml(schema, {"colphot_config": config.to_dict()})
+
+
+def _schema_with_metadata(config: ForcedPhotConfig, flux_unit: str,
                           inputs: list[dict[str, Any]]) -> pa.Schema:
-    schema = arrow_schema(columns, exclude=PARTITION_KEYS)
-    meta = {
+    schema, yaml_text = _schema_and_yaml(config, flux_unit)
+    return schema.with_metadata({
         METADATA_KEY: colphot_metadata(config, inputs),
-        "table_meta_yaml": astropy_yaml(schema, {"colphot_config": config.to_dict()}),
-    }
-    return schema.with_metadata(meta)
+        "table_meta_yaml": yaml_text,
+    })
 
 
-def _to_arrow(part: pl.DataFrame, columns: list[Column], config: ForcedPhotConfig,
+def _to_arrow(part: pl.DataFrame, config: ForcedPhotConfig, flux_unit: str,
               inputs: list[dict[str, Any]]) -> pa.Table:
-    schema = _schema_with_metadata(columns, config, inputs)
-    table = part.drop(list(PARTITION_KEYS)).to_arrow()
-    return table.cast(schema)
+    schema = _schema_with_metadata(config, flux_unit, inputs)
+    return part.drop(list(PARTITION_KEYS)).to_arrow().cast(schema)
