@@ -189,37 +189,27 @@ def find_tiles(tiles: str | Sequence[PathLike], *, storage_options: StorageOptio
 
 def header_identity(url: str, *, storage_options: StorageOptions = None
                     ) -> tuple[str | None, int | None, int | None]:
-    """``(band, tract, patch)`` from a tile's primary and first extension headers.
+    """``(band, tract, patch)`` from a tile's headers, read as :func:`colphot.read_tile` reads
+    them (:func:`colphot.tile.fits.tile_identity`: the image HDU's header, then the primary).
 
     Reads only the headers (remote files through fsspec with 64 KiB blocks); a missing or
-    unreadable file gives ``(None, None, None)``, to be reported when the tile is measured.
+    unreadable file, or a non-integer ``TRACT``/``PATCH``, gives ``(None, None, None)``, to be
+    reported when the tile is measured.
     """
     from astropy.io import fits
+
+    from colphot.tile.fits import tile_identity
 
     options: dict[str, Any] = {}
     if not is_local(url):
         options = dict(use_fsspec=True, fsspec_kwargs={
             "default_block_size": _HEADER_BLOCK, **(storage_options or {})})
-    values: dict[str, Any] = {}
     try:
         with fits.open(strip_protocol(url) if is_local(url) else url, lazy_load_hdus=True,
                        memmap=False, **options) as hdul:
-            headers = [hdul[0].header] + ([hdul[1].header] if len(hdul) > 1 else [])
-    except (OSError, ValueError):
+            return tile_identity(hdul, url)
+    except (OSError, ValueError):  # TileFormatError is a ValueError
         return None, None, None
-    for key, names in (("band", ("BAND", "FILTER")), ("tract", ("TRACT",)),
-                       ("patch", ("PATCH",))):
-        for header in headers:
-            hit = next((header[n] for n in names if n in header), None)
-            if hit is not None and key not in values:
-                values[key] = hit
-    try:
-        tract = int(values["tract"]) if "tract" in values else None
-        patch = int(values["patch"]) if "patch" in values else None
-    except (TypeError, ValueError):
-        return None, None, None
-    band = str(values["band"]).strip() or None if "band" in values else None
-    return band, tract, patch
 
 
 def _sort_key(row: tuple[str, str | None, int | None, int | None]) -> tuple[Any, ...]:

@@ -18,7 +18,7 @@ from colphot.tile.mask import mask_planes_from_header
 from colphot.tile.psf import PsfModel
 from colphot.tile.tile import Tile
 
-__all__ = ["read_tile", "AB_NJY_ZEROPOINT"]
+__all__ = ["read_tile", "tile_identity", "AB_NJY_ZEROPOINT"]
 
 #: AB magnitude of 1 nJy.
 AB_NJY_ZEROPOINT = 31.4
@@ -89,23 +89,53 @@ def _find_hdu(hdul: fits.HDUList, name: str) -> int | None:
     return None
 
 
-def _tile_from_hdul(hdul: fits.HDUList, name: str, psf_arg: Any) -> Tile:
+def _image_hdu(hdul: fits.HDUList, name: str) -> tuple[int, str]:
+    """``(index, layout)`` of the tile's image HDU: ``"afw"`` for an HDU named ``IMAGE``,
+    else ``"plain"`` for the first 2D image HDU (reading headers only)."""
     i_image = _find_hdu(hdul, "IMAGE")
-    layout = "afw"
-    if i_image is None:
-        layout = "plain"
-        planes_present = [p for p in ("MASK", "VARIANCE") if _find_hdu(hdul, p) is not None]
-        if planes_present:
-            raise TileFormatError(
-                f"{name}: no IMAGE HDU (EXTNAME or EXTTYPE 'IMAGE') although the file has "
-                f"{'/'.join(planes_present)} HDUs"
-            )
-        for i, hdu in enumerate(hdul):
-            if hdu.is_image and hdu.header.get("NAXIS") == 2:
-                i_image = i
-                break
-        if i_image is None:
-            raise TileFormatError(f"{name}: no IMAGE HDU and no 2D image HDU in the file")
+    if i_image is not None:
+        return i_image, "afw"
+    planes_present = [p for p in ("MASK", "VARIANCE") if _find_hdu(hdul, p) is not None]
+    if planes_present:
+        raise TileFormatError(
+            f"{name}: no IMAGE HDU (EXTNAME or EXTTYPE 'IMAGE') although the file has "
+            f"{'/'.join(planes_present)} HDUs"
+        )
+    for i, hdu in enumerate(hdul):
+        if hdu.is_image and hdu.header.get("NAXIS") == 2:
+            return i, "plain"
+    raise TileFormatError(f"{name}: no IMAGE HDU and no 2D image HDU in the file")
+
+
+def tile_identity(hdul: fits.HDUList, name: str) -> tuple[str | None, int | None, int | None]:
+    """``(band, tract, patch)`` of a tile from its headers, as :func:`read_tile` reads them.
+
+    Each is looked up in the image HDU's header first, then in the primary header; the band
+    is ``BAND``, else ``FILTER`` (of the same header). Reads headers only, so it also serves
+    to learn a tile's identity without its pixels. ``None`` for what neither header gives.
+
+    Parameters
+    ----------
+    hdul
+        The open tile file.
+    name
+        The file's path or URL, for error messages.
+
+    Raises
+    ------
+    TileFormatError
+        The file has no image HDU, or ``TRACT``/``PATCH`` is not an integer.
+    """
+    i_image, _ = _image_hdu(hdul, name)
+    header, primary = hdul[i_image].header, hdul[0].header
+    where = f"{name}[HDU {i_image}]"
+    return (_identity(header, primary, ("BAND", "FILTER"), str),
+            _identity(header, primary, ("TRACT",), int, where),
+            _identity(header, primary, ("PATCH",), int, where))
+
+
+def _tile_from_hdul(hdul: fits.HDUList, name: str, psf_arg: Any) -> Tile:
+    i_image, layout = _image_hdu(hdul, name)
     image_hdu = hdul[i_image]
     header = image_hdu.header
     primary = hdul[0].header
@@ -148,15 +178,16 @@ def _tile_from_hdul(hdul: fits.HDUList, name: str, psf_arg: Any) -> Tile:
         image = image * np.float32(scale)
         variance = variance * np.float32(scale * scale)
 
+    band, tract, patch = tile_identity(hdul, name)
     return Tile(
         image=image,
         mask=mask,
         variance=variance,
         wcs=wcs,
         psf=psf_model,
-        band=_identity(header, primary, ("BAND", "FILTER"), str),
-        tract=_identity(header, primary, ("TRACT",), int, where),
-        patch=_identity(header, primary, ("PATCH",), int, where),
+        band=band,
+        tract=tract,
+        patch=patch,
         xy0=_xy0(header),
         mask_planes=planes,
         flux_scale=scale,

@@ -82,6 +82,28 @@ def test_find_tiles_reads_headers_when_the_path_says_nothing(survey, tmp_path):
     assert header_identity(str(tmp_path / "missing.fits")) == (None, None, None)
 
 
+@pytest.mark.parametrize("key", ["BAND", "FILTER"])
+def test_plan_identity_follows_read_tile_when_headers_disagree(survey, tmp_path, key):
+    """The IMAGE header comes before the primary header, for the plan as for read_tile."""
+    from astropy.io import fits
+
+    src = next(p for p in survey.tile_paths if p.endswith("r/0/2.fits"))
+    path = tmp_path / "some_tile.fits"
+    with fits.open(src) as hdul:
+        assert hdul[0].header["BAND"] == "r"
+        hdul["IMAGE"].header[key] = "z"
+        hdul.writeto(path)
+    tile = read_tile(path)
+    assert (tile.band, tile.tract, tile.patch) == ("z", 0, 2)
+    unit = plan_units(find_tiles([str(path)]), tmp_path / "out")[0]
+    assert (unit.band, unit.tract, unit.patch) == (tile.band, tile.tract, tile.patch)
+    assert header_identity(str(path)) == ("z", 0, 2)
+    with fits.open(src) as hdul:
+        hdul["IMAGE"].header["TRACT"] = "north"
+        hdul.writeto(tmp_path / "bad_tract.fits")
+    assert header_identity(str(tmp_path / "bad_tract.fits")) == (None, None, None)
+
+
 def test_expand_tiles_plain_url_kept_and_empty_glob(tmp_path):
     assert expand_tiles(str(tmp_path / "a.fits")) == [str(tmp_path / "a.fits")]
     assert expand_tiles(str(tmp_path / "{band}/{tract}/{patch}.fits")) == []
