@@ -5,16 +5,21 @@ near a patch border may sit in the neighbouring patch's partition, so patches ar
 by their number) and a sky box around the tile's footprint is pushed down to the Parquet scan,
 where row-group statistics skip whole files and row groups outside it. The scan runs on Polars'
 streaming engine, so a catalog larger than memory is fine.
+
+A run lists the catalog's files once (:func:`list_refs`, on the driver) and hands each task the
+files of its tile's tract (:func:`group_by_tract`), so no task lists the catalog prefix again.
 """
 
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import polars as pl
 
-from colphot._fs import is_local, join
+from colphot._fs import filesystem, is_local, join
 from colphot._typing import PathLike, StorageOptions
 from colphot.parquet.read import polars_storage_options
 from colphot.references.select import tile_footprint
@@ -23,12 +28,16 @@ from colphot.runner.plan import absolute_url, has_glob
 if TYPE_CHECKING:
     from astropy.wcs import WCS
 
-__all__ = ["DEFAULT_MARGIN", "has_column", "refs_source", "scan_refs", "select_refs", "sky_box"]
+__all__ = ["DEFAULT_MARGIN", "group_by_tract", "has_column", "list_refs", "refs_source",
+           "scan_refs", "select_refs", "sky_box"]
 
 #: Margin added around a tile's footprint before cutting the catalog, degrees (5 arcsec).
 DEFAULT_MARGIN = 5.0 / 3600.0
 
 _HIVE_SCHEMA = {"tract": pl.Int64, "patch": pl.Int64}
+#: A ``tract=…`` folder in a file's path (a hive partition key, as polars reads it).
+_TRACT_FOLDER = re.compile(r"(?:^|/)tract=([^/]*)/")
+_INTEGER = re.compile(r"-?\d+")
 
 
 def refs_source(refs: PathLike) -> str:
@@ -43,24 +52,66 @@ def refs_source(refs: PathLike) -> str:
     return join(text, "**/*.parquet")
 
 
-def scan_refs(refs: PathLike, *, storage_options: StorageOptions = None) -> pl.LazyFrame:
+def list_refs(refs: PathLike, *, storage_options: StorageOptions = None) -> list[str]:
+    """The Parquet files of a catalog root, file or glob (see :func:`refs_source`), sorted.
+
+    One fsspec listing (a glob of the source); folders the glob matches are left out. Local
+    files are absolute paths, remote ones URLs (``s3://bucket/…``). An empty list when nothing
+    matches (a missing root included).
+    """
+    source = refs_source(refs)
+    fs, pattern = filesystem(source, storage_options)
+    if not is_local(source):
+        fs.invalidate_cache()  # a listing cached before the catalog was uploaded must not hide it
+    found = fs.glob(pattern, detail=True)
+    files = sorted(path for path, info in found.items() if info.get("type") == "file")
+    return files if is_local(source) else [fs.unstrip_protocol(path) for path in files]
+
+
+def group_by_tract(files: Sequence[str]) -> dict[int, list[str]] | None:
+    """The files of a listed catalog (:func:`list_refs`) by the tract of their ``tract=N/``
+    folder, in listing order.
+
+    ``None`` unless every file lies in exactly one such folder with an integer value, i.e. for
+    a catalog not hive-partitioned by tract (a scan's ``tract`` predicate then does the
+    pruning, if the catalog has a ``tract`` column).
+    """
+    groups: dict[int, list[str]] = {}
+    for path in files:
+        found = _TRACT_FOLDER.findall(path)
+        if len(found) != 1 or not _INTEGER.fullmatch(found[0]):
+            return None
+        groups.setdefault(int(found[0]), []).append(path)
+    return groups
+
+
+def scan_refs(refs: PathLike | Sequence[str], *, storage_options: StorageOptions = None
+              ) -> pl.LazyFrame:
     """A lazy scan of a reference catalog with ``tract``/``patch`` hive partitions.
 
     Parameters
     ----------
     refs
         Hive root (``…/refs`` holding ``tract=…/patch=…/*.parquet``), a Parquet file or a glob,
-        local or ``s3://``.
+        or a list of Parquet files (their ``tract=…/patch=…`` folders still read as hive
+        partitions); local or ``s3://``.
     storage_options
         fsspec-style options (``key``, ``secret``, ``endpoint_url``, ...), translated for polars.
     """
-    source = refs_source(refs)
-    options = None if is_local(source) else polars_storage_options(storage_options)
+    source: str | list[str]
+    if isinstance(refs, str | os.PathLike):
+        source = refs_source(refs)
+        local = is_local(source)
+    else:
+        source = [os.fspath(path) for path in refs]
+        local = all(is_local(path) for path in source)
+    options = None if local else polars_storage_options(storage_options)
     return pl.scan_parquet(source, hive_partitioning=True, hive_schema=_HIVE_SCHEMA,
                            storage_options=options)
 
 
-def has_column(refs: PathLike, name: str, *, storage_options: StorageOptions = None) -> bool:
+def has_column(refs: PathLike | Sequence[str], name: str, *,
+               storage_options: StorageOptions = None) -> bool:
     """True when the catalog's schema (hive partition keys included) has column ``name``.
 
     Reads one Parquet footer. The runner asks once per run whether it can prune by tract.
@@ -85,7 +136,7 @@ def sky_box(ra_min: float, ra_max: float, dec_min: float, dec_max: float) -> pl.
 
 
 def select_refs(
-    refs: PathLike | pl.LazyFrame,
+    refs: PathLike | Sequence[str] | pl.LazyFrame,
     wcs: WCS,
     shape: tuple[int, int],
     *,
@@ -98,7 +149,8 @@ def select_refs(
     Parameters
     ----------
     refs
-        Catalog root/file/glob (see :func:`scan_refs`) or a ready lazy frame.
+        Catalog root/file/glob or list of files (see :func:`scan_refs`) or a ready lazy
+        frame.
     wcs, shape
         The tile's celestial WCS and ``(ny, nx)`` pixel shape.
     tract

@@ -15,6 +15,7 @@ import os
 import sys
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -28,7 +29,7 @@ from colphot.exceptions import ColphotError, ReferenceCatalogError, TileFormatEr
 from colphot.parquet.metadata import read_colphot_metadata
 from colphot.parquet.write import write_common_metadata, write_partition
 from colphot.runner.plan import WorkUnit, absolute_url, find_tiles, plan_units, redact_url
-from colphot.runner.refs import has_column, refs_source, select_refs
+from colphot.runner.refs import group_by_tract, has_column, list_refs, refs_source, select_refs
 from colphot.table.forced import forced_photometry
 from colphot.tile.fits import read_tile
 
@@ -263,11 +264,13 @@ def _with_identity(tile: Tile, unit: WorkUnit) -> Tile:
     return dataclasses.replace(tile, **missing) if missing else tile
 
 
-def measure_unit(unit: WorkUnit, refs: str, config: ForcedPhotConfig,
+def measure_unit(unit: WorkUnit, refs: str | Sequence[str], config: ForcedPhotConfig,
                  storage_options: StorageOptions | _Hidden = None, *,
                  resume: bool = False, prune_tract: bool | None = None) -> TileResult:
     """Measure one tile and write its part (the Dask task; also callable directly).
 
+    ``refs``: the catalog root, file or glob, or the list of its Parquet files to read
+    (:func:`run` lists the catalog once and passes each task the files of its tract).
     ``prune_tract``: read only the tile's tract of the catalog (``None``: when the catalog
     has a ``tract`` column, which costs a footer read; :func:`run` decides once per run).
     Errors no retry can fix (a malformed tile, a missing file, a bad catalog) return a
@@ -353,7 +356,8 @@ def run(
         (``s3://bucket/tiles/{band}/{tract}/{patch}.fits``), a glob, or a list of URLs.
     refs
         Reference catalog: hive-partitioned Parquet root (``tract=…/patch=…``), a file or a
-        glob, local or ``s3://``. Each task reads only its tract and its tile's sky box.
+        glob, local or ``s3://``. Its files are listed once, here; each task reads only the
+        files of its tract and its tile's sky box.
     out
         Output dataset root, local or ``s3://``: one part per tile under
         ``band=…/tract=…/patch=…/part-0.parquet``, then ``_common_metadata`` and
@@ -401,14 +405,14 @@ def run(
     units = plan_units(found, out)
     root = absolute_url(out)
     source = refs_source(refs)
-    prune_tract = _catalog_has_tract(source, storage_options)
+    ref_files, prune_tract = _list_catalog(source, storage_options)
     run_id = f"{started:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
     own = client is None
     cluster = None
     if own:
         cluster, client = _local_client(n_workers, processes)
     try:
-        results = _map_units(client, units, source, config, storage_options, run_id=run_id,
+        results = _map_units(client, units, ref_files, config, storage_options, run_id=run_id,
                              resume=resume, prune_tract=prune_tract, retries=retries,
                              progress=progress)
         n_workers_seen = len(client.scheduler_info().get("workers", {}))
@@ -436,19 +440,29 @@ def _local_client(n_workers: int | None, processes: bool) -> tuple[Any, Client]:
     return cluster, Client(cluster)
 
 
-def _catalog_has_tract(source: str, storage_options: StorageOptions) -> bool:
-    """Whether tasks can prune the catalog by tract; fails fast on an unreadable catalog."""
+def _list_catalog(source: str, storage_options: StorageOptions) -> tuple[list[str], bool]:
+    """The catalog's Parquet files, listed once for the whole run, and whether tasks can
+    prune them by tract; fails fast on an unreadable catalog."""
     try:
-        return has_column(source, "tract", storage_options=storage_options)
+        files = list_refs(source, storage_options=storage_options)
+        # no file listed: a scan of the source itself raises polars' own error naming it
+        has_tract = has_column(files or source, "tract", storage_options=storage_options)
     except Exception as err:  # polars has its own error types for missing/invalid sources
         raise ReferenceCatalogError(
             f"refs: cannot read the reference catalog {redact_url(source)} ({_reason(err)})"
         ) from err
+    if not files:  # polars found files where the fsspec listing found none
+        raise ReferenceCatalogError(
+            f"refs: cannot read the reference catalog {redact_url(source)} (no Parquet file "
+            "listed)"
+        )
+    return files, has_tract
 
 
-def _map_units(client: Client, units: list[WorkUnit], refs: str, config: ForcedPhotConfig,
-               storage_options: StorageOptions, *, run_id: str, resume: bool,
-               prune_tract: bool, retries: int, progress: bool) -> list[TileResult]:
+def _map_units(client: Client, units: list[WorkUnit], ref_files: list[str],
+               config: ForcedPhotConfig, storage_options: StorageOptions, *, run_id: str,
+               resume: bool, prune_tract: bool, retries: int, progress: bool
+               ) -> list[TileResult]:
     """Submit one task per unit, gather results as they complete, in plan order.
 
     A result lost before it reached the driver (its worker died after the task finished: Dask
@@ -458,14 +472,26 @@ def _map_units(client: Client, units: list[WorkUnit], refs: str, config: ForcedP
     from distributed import as_completed
 
     hidden = _Hidden(storage_options)
+    groups = group_by_tract(ref_files) if prune_tract else None
+
+    def task_refs(unit: WorkUnit) -> list[str]:
+        """The catalog files a unit's task reads: those of its tract when the catalog is
+        hive-partitioned by tract, else all. A tract without files gets the catalog's first
+        file, which polars needs for the schema and then skips by its ``tract`` value: the tile
+        has no reference, with the catalog's columns, as a scan of the whole catalog gives."""
+        if groups is None:
+            return ref_files
+        return groups.get(unit.tract) or ref_files[:1]
+
     pending: dict[Any, WorkUnit] = {}
     attempts: dict[str, int] = {}
 
     def submit(unit: WorkUnit) -> Any:
         attempts[unit.key] = attempts.get(unit.key, 0) + 1
         key = f"colphot-{unit.band}-{unit.tract}-{unit.patch}-{run_id}-{attempts[unit.key]}"
-        future = client.submit(measure_unit, unit, refs, config, hidden, resume=resume,
-                               prune_tract=prune_tract, key=key, retries=retries, pure=False)
+        future = client.submit(measure_unit, unit, task_refs(unit), config, hidden,
+                               resume=resume, prune_tract=prune_tract, key=key,
+                               retries=retries, pure=False)
         pending[future] = unit
         return future
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -18,7 +19,15 @@ from colphot.runner.plan import (
     redact_url,
     template_regex,
 )
-from colphot.runner.refs import DEFAULT_MARGIN, refs_source, scan_refs, select_refs, sky_box
+from colphot.runner.refs import (
+    DEFAULT_MARGIN,
+    group_by_tract,
+    list_refs,
+    refs_source,
+    scan_refs,
+    select_refs,
+    sky_box,
+)
 from colphot.tile.fits import read_tile
 
 # --------------------------------------------------------------------------------------------
@@ -141,6 +150,22 @@ def test_refs_source_forms(tmp_path):
     assert refs_source("s3://b/refs/") == "s3://b/refs/**/*.parquet"
     assert refs_source("s3://b/refs.parquet") == "s3://b/refs.parquet"
     assert refs_source("s3://b/refs/tract=0/*/*.parquet") == "s3://b/refs/tract=0/*/*.parquet"
+
+
+def test_list_refs_and_group_by_tract(survey, tmp_path):
+    files = list_refs(survey.refs_root)
+    assert files == sorted(str(p) for p in Path(survey.refs_root).glob("**/*.parquet"))
+    assert list_refs(files[1]) == [files[1]]
+    assert list_refs(tmp_path) == [] and list_refs(tmp_path / "missing") == []
+    assert group_by_tract(files) == {0: files}
+    moved = [f.replace("tract=0", "tract=3") if "patch=1" in f else f for f in files]
+    assert group_by_tract(moved) == {0: [moved[0], *moved[2:]], 3: [moved[1]]}
+    assert group_by_tract(["/r/a.parquet", "/r/tract=0/b.parquet"]) is None
+    assert group_by_tract(["/r/tract=x/a.parquet"]) is None
+    # a list of files reads like the glob: same rows, same hive columns
+    tile = read_tile(survey.tile_paths[0])
+    by_list = select_refs(files, tile.wcs, tile.shape, tract=0)
+    assert by_list.equals(select_refs(survey.refs_root, tile.wcs, tile.shape, tract=0))
 
 
 def test_select_refs_keeps_every_ref_on_the_tile_and_few_others(survey):

@@ -109,6 +109,36 @@ def test_tile_without_references_writes_an_empty_valid_part(survey, tmp_path):
     assert skipped.provenance["uri"] == unit.url
 
 
+def test_tract_without_references_gives_an_empty_part(survey, dask_client, tmp_path):
+    """The tile's tract has no partition in the catalog: zero rows, the catalog's columns."""
+    refs = tmp_path / "refs"
+    shutil.copytree(Path(survey.refs_root) / "tract=0", refs / "tract=7")
+    summary = colphot.run(survey.tile_paths[:1], refs, tmp_path / "out", client=dask_client,
+                          progress=False)
+    assert summary.n_measured == 1 and summary.n_rows == 0
+    unit = plan_units(find_tiles(survey.tile_paths[0]), tmp_path / "direct")[0]
+    assert measure_unit(unit, str(refs), ForcedPhotConfig(), prune_tract=True).rows == 0
+    got, expected = (pq.read_table(p) for p in (summary.results[0].part, unit.part))
+    assert got.num_rows == 0 and got.schema.equals(expected.schema, check_metadata=False)
+
+
+def test_tasks_get_the_listed_files_of_their_tract(survey, tmp_path, monkeypatch,
+                                                   thread_client):
+    seen: list[object] = []
+    real = run_module.select_refs
+
+    def recording(refs, *args, **kwargs):
+        seen.append(refs)
+        return real(refs, *args, **kwargs)
+
+    monkeypatch.setattr(run_module, "select_refs", recording)
+    summary = colphot.run(survey.tile_paths[:2], survey.refs_root, tmp_path, client=thread_client,
+                          progress=False)
+    assert summary.n_measured == 2
+    files = sorted(str(p) for p in Path(survey.refs_root).glob("tract=0/*/*.parquet"))
+    assert seen == [files, files]
+
+
 def test_header_contradicting_path_fails_the_tile(survey, tmp_path):
     wrong = tmp_path / "tiles" / "g" / "0" / "3.fits"
     wrong.parent.mkdir(parents=True)
