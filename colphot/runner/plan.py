@@ -50,16 +50,18 @@ class WorkUnit:
     url
         Tile FITS path or URL.
     band, tract, patch
-        Identity of the tile from its URL (``None`` when the URL does not say; the tile's
-        header then decides, see :func:`colphot.runner.run.measure_unit`).
+        Identity of the tile, from its URL or, where the URL does not say, its headers
+        (:func:`find_tiles`); :func:`plan_units` refuses a tile without all three. The tile's
+        headers must agree with it when the tile is measured (see
+        :func:`colphot.runner.run.measure_unit`).
     part
         URL of the output Parquet part, ``{out}/band=…/tract=…/patch=…/part-0.parquet``.
     """
 
     url: str
-    band: str | None
-    tract: int | None
-    patch: int | None
+    band: str
+    tract: int
+    patch: int
     part: str
 
     @property
