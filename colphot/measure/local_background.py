@@ -152,81 +152,129 @@ def _quantile(vals: np.ndarray, pos: float, work: np.ndarray, tmp: np.ndarray,
     low, high = _kth_and_next(vals, lo - below, work, tmp)
     if pos == lo or lo + 1 >= n_total:
         return low
-    return low + (pos - lo) * (high - low)
+    # numpy's lerp: from the nearer end
+    t = pos - lo
+    diff = high - low
+    return low + diff * t if t < 0.5 else high - diff * (1.0 - t)
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _bracket(sample: np.ndarray, q: float) -> tuple[float, float]:
-    """Values of a sorted sample about 10 places either side of its ``q`` quantile."""
-    m = sample.shape[0]
-    c = int(q * (m - 1))
-    return sample[max(c - 10, 0)], sample[min(c + 11, m - 1)]
+#: Bins of the histogram that localises the quartiles' ranks (plus one below and one above).
+_N_BINS = 512
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _quartiles(vals: np.ndarray) -> tuple[float, float, float]:
     """(q25, median, q75) of ``vals`` (numpy's percentiles, linear interpolation)."""
     n = vals.shape[0]
-    work = np.empty(3 * n)
+    work = np.empty(n)
     tmp = np.empty(2 * n)
-    return _quartiles_with(vals, work, tmp)
+    counts = np.empty(_N_BINS + 2, dtype=np.int64)
+    bins = np.empty(n, dtype=np.int32)
+    return _quartiles_with(vals, work, tmp, counts, bins)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _quartiles_with(vals: np.ndarray, work: np.ndarray,
-                    tmp: np.ndarray) -> tuple[float, float, float]:
-    """:func:`_quartiles` with caller-provided scratch: ``work`` of 3n values, ``tmp`` of 2n.
+def _quartiles_with(vals: np.ndarray, work: np.ndarray, tmp: np.ndarray, counts: np.ndarray,
+                    bins: np.ndarray) -> tuple[float, float, float]:
+    """:func:`_quartiles` with caller-provided scratch: ``work`` of n values, ``tmp`` of 2n,
+    ``counts`` of ``_N_BINS + 2`` integers and ``bins`` of n int32.
 
-    For large inputs each quantile's two ranks are first bracketed by values from a small sorted
-    sample: one pass counts the values below each bracket and gathers those inside, and the
-    selection then runs on the gathered few. A bracket that misses its ranks (rare) falls back
-    to a selection over everything; the result is the same either way.
+    For large inputs the ranks are first localised: a 32-value sample gives a range
+    that holds the quartiles, a histogram of ``_N_BINS`` equal bins over that range (one bin
+    below, one above) counts the values, and each quantile's two ranks are then selected
+    among the few values of the bins that hold them. The binning is monotone in the value, so
+    the result is exact whatever the data; a range that misses a quartile only makes its bin
+    (the one below or above) larger.
     """
     n = vals.shape[0]
     qs = (0.25, 0.5, 0.75)
-    if n < 512:
-        return (_quantile(vals, qs[0] * (n - 1), work, tmp),
-                _quantile(vals, qs[1] * (n - 1), work, tmp),
-                _quantile(vals, qs[2] * (n - 1), work, tmp))
-    m = 128
-    sample = tmp[:m]  # no allocation per source; tmp is free until the selections
-    for t in range(m):
-        sample[t] = vals[(t * (n - 1)) // (m - 1)]
-    _insertion_sort(sample, m)
-    # each bracket reaches about 2.5 sigma of the sample's rank scatter either side
-    l0, h0 = _bracket(sample, qs[0])
-    l1, h1 = _bracket(sample, qs[1])
-    l2, h2 = _bracket(sample, qs[2])
-    # one pass: below-bracket counts and the bracketed values, gathered into thirds of
-    # ``work`` (the brackets may overlap); scalar counters, so that they stay in registers
-    b0 = b1 = b2 = 0
-    k0 = k1 = k2 = 0
-    for i in range(n):
-        v = vals[i]
-        b0 += v < l0
-        b1 += v < l1
-        b2 += v < l2
-        work[k0] = v
-        k0 += (v >= l0) & (v <= h0)
-        work[n + k1] = v
-        k1 += (v >= l1) & (v <= h1)
-        work[2 * n + k2] = v
-        k2 += (v >= l2) & (v <= h2)
-    return (_bracketed_quantile(vals, work[:n], tmp, qs[0] * (n - 1), b0, k0),
-            _bracketed_quantile(vals, work[n:2 * n], tmp, qs[1] * (n - 1), b1, k1),
-            _bracketed_quantile(vals, work[2 * n:], tmp, qs[2] * (n - 1), b2, k2))
+    if n >= 512:
+        m = 32
+        sample = tmp[:m]  # no allocation per source; tmp is free until the selections
+        for t in range(m):
+            sample[t] = vals[(t * (n - 1)) // (m - 1)]
+        # about 2.4 sigma of the sample quartiles' rank scatter beyond them
+        lo, hi = _two_order_statistics(sample, int(qs[0] * (m - 1)) - 6,
+                                       int(math.ceil(qs[2] * (m - 1))) + 6)
+        if hi > lo and math.isfinite(counts.shape[0] / (hi - lo)):
+            return _binned_quartiles(vals, lo, hi, work, tmp, counts, bins)
+    return (_quantile(vals, qs[0] * (n - 1), work, tmp),
+            _quantile(vals, qs[1] * (n - 1), work, tmp),
+            _quantile(vals, qs[2] * (n - 1), work, tmp))
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def _bracketed_quantile(vals: np.ndarray, gathered: np.ndarray, tmp: np.ndarray, pos: float,
-                        below: int, inside: int) -> float:
-    """The quantile at ``pos`` from the ``inside`` values gathered in its bracket (``below``
-    values lie under it), or from all ``vals`` when the bracket misses the two ranks."""
+def _two_order_statistics(a: np.ndarray, r0: int, r1: int) -> tuple[float, float]:
+    """The values of ranks ``r0`` and ``r1`` (0-based) of a small array.
+
+    Each value's rank is counted against all the others (ties broken by position) in
+    branch-free loops: for a few dozen values as cheap as sorting them, with no
+    data-dependent branch.
+    """
+    m = a.shape[0]
+    v0 = a[0]
+    v1 = a[0]
+    for i in range(m):
+        ai = a[i]
+        rank = 0
+        for t in range(m):
+            at = a[t]
+            rank += (at < ai) | ((at == ai) & (t < i))
+        v0 = ai if rank == r0 else v0
+        v1 = ai if rank == r1 else v1
+    return v0, v1
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _bin_of_rank(counts: np.ndarray, rank: int, b: int, cum: int) -> tuple[int, int]:
+    """``(bin, values below it)`` of the value of ``rank``, scanning from bin ``b`` with ``cum``
+    values below it."""
+    while rank >= cum + counts[b]:
+        cum += counts[b]
+        b += 1
+    return b, cum
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _bin_quantile(vals: np.ndarray, bins: np.ndarray, counts: np.ndarray, pos: float,
+                  b: int, cum: int, out: np.ndarray, tmp: np.ndarray) -> tuple[float, int, int]:
+    """Quantile at ``pos`` from the values of the bins that hold its two ranks.
+
+    Scans ``counts`` from bin ``b`` (``cum`` values below it); returns the quantile and where
+    the scan stopped, for the next, higher quantile.
+    """
     n = vals.shape[0]
-    lo = int(math.floor(pos))
-    if below <= lo and min(lo + 1, n - 1) < below + inside:
-        return _quantile(gathered[:inside], pos, tmp, tmp[inside:], below, n)
-    return _quantile(vals, pos, tmp, tmp[n:])
+    k = int(math.floor(pos))
+    first, below = _bin_of_rank(counts, k, b, cum)
+    last, _ = _bin_of_rank(counts, min(k + 1, n - 1), first, below)
+    c = 0
+    for i in range(n):  # branch-free compaction
+        bi = bins[i]
+        out[c] = vals[i]
+        c += (bi >= first) & (bi <= last)
+    return _quantile(out[:c], pos, tmp, tmp[c:], below, n), first, below
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _binned_quartiles(vals: np.ndarray, lo: float, hi: float, work: np.ndarray, tmp: np.ndarray,
+                      counts: np.ndarray, bins: np.ndarray) -> tuple[float, float, float]:
+    """Quartiles of ``vals`` with their ranks localised by a histogram over ``[lo, hi)``."""
+    n = vals.shape[0]
+    n_bins = counts.shape[0] - 2
+    scale = n_bins / (hi - lo)
+    top = n_bins + 1.0
+    bins = bins[:n]  # 0 below lo, n_bins + 1 at or above hi
+    for i in range(n):
+        bins[i] = np.int32(min(max((vals[i] - lo) * scale + 1.0, 0.0), top))
+    counts[:] = 0
+    for i in range(n):
+        counts[bins[i]] += 1
+    out = work[:n]
+    q25, b, cum = _bin_quantile(vals, bins, counts, 0.25 * (n - 1), 0, 0, out, tmp)
+    q50, b, cum = _bin_quantile(vals, bins, counts, 0.5 * (n - 1), b, cum, out, tmp)
+    q75, b, cum = _bin_quantile(vals, bins, counts, 0.75 * (n - 1), b, cum, out, tmp)
+    return q25, q50, q75
+
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _take(image, mask, has_mask, badbits, i, j0, j1, buf, m):
@@ -275,8 +323,10 @@ def _background_kernel(image, mask, badbits, xs, ys, inner, outer, n_sigma, n_it
     ny, nx = image.shape
     has_mask = mask.shape[0] == ny and mask.shape[1] == nx
     buf = np.empty(16)
-    work = np.empty(3 * 16)
+    work = np.empty(16)
     tmp = np.empty(2 * 16)
+    counts = np.empty(_N_BINS + 2, dtype=np.int64)
+    bins = np.empty(16, dtype=np.int32)
     for s in range(xs.shape[0]):
         x = xs[s]
         y = ys[s]
@@ -292,8 +342,9 @@ def _background_kernel(image, mask, badbits, xs, ys, inner, outer, n_sigma, n_it
         need = (i1 - i0 + 1) * (j1 - j0 + 1)
         if need > buf.shape[0]:
             buf = np.empty(need)
-            work = np.empty(3 * need)
+            work = np.empty(need)
             tmp = np.empty(2 * need)
+            bins = np.empty(need, dtype=np.int32)
         m = 0
         r02 = r0 * r0
         r12 = r1 * r1
@@ -318,7 +369,7 @@ def _background_kernel(image, mask, badbits, xs, ys, inner, outer, n_sigma, n_it
             nogood[s] = True
             continue
         vals = buf[:m]
-        q25, center, q75 = _quartiles_with(vals, work, tmp)
+        q25, center, q75 = _quartiles_with(vals, work, tmp, counts, bins)
         hw = n_sigma * 0.741 * (q75 - q25)
         mean = center
         std = 0.0

@@ -87,8 +87,31 @@ def test_quartiles_match_numpy_percentiles():
                 v = np.sort(v)              # sorted input: the sample brackets see a ramp
             if trial % 7 == 2:
                 v[: n // 2] = 0.0           # half of the values identical
-            np.testing.assert_allclose(_quartiles(v.copy()), np.percentile(v, [25, 50, 75]),
-                                       rtol=0, atol=1e-12)
+            np.testing.assert_array_equal(_quartiles(v.copy()), np.percentile(v, [25, 50, 75]))
+
+
+def test_quartiles_exact_when_the_sample_misleads():
+    """The ranks are localised from a strided sample; data that fools the sample (sampled
+    values all huge or all tiny, a range of denormals, values near the float limits) must still
+    give numpy's percentiles exactly."""
+    rng = np.random.default_rng(5)
+    n = 2000
+    sampled = (np.arange(32) * (n - 1)) // 31
+    cases = []
+    v = rng.normal(size=n)
+    v[sampled] = 1e6                               # the sample sees only outliers
+    cases.append(v)
+    v = rng.normal(size=n)
+    v[sampled] = -1e6
+    cases.append(v)
+    v = rng.normal(size=n)
+    v[sampled] = np.linspace(0.0, 1e-3, 32)        # a narrow sample range inside the data
+    cases.append(v)
+    cases.append(rng.normal(size=n) * 1e-310)      # denormals: the bin scale overflows
+    cases.append(rng.normal(size=n) * 1e307)
+    cases.append(np.repeat(rng.normal(size=40), 50))  # 50 copies of each value
+    for v in cases:
+        np.testing.assert_array_equal(_quartiles(v.copy()), np.percentile(v, [25, 50, 75]))
 
 
 def test_masked_and_nonfinite_pixels_excluded(field):
