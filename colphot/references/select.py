@@ -10,7 +10,7 @@ import warnings
 import astropy.units as u
 import numpy as np
 import polars as pl
-from astropy.coordinates import SkyCoord
+from astropy.coordinates import ICRS, SkyCoord
 from astropy.wcs import WCS
 from astropy.wcs.utils import wcs_to_celestial_frame
 
@@ -48,22 +48,17 @@ def sky_moments_to_pixel(
     if x.size == 0:
         return np.empty(0), np.empty(0), np.empty(0)
     h = 0.5
-    frame = wcs_to_celestial_frame(wcs)
-    px = np.concatenate([x + h, x - h, x, x])
-    py = np.concatenate([y, y, y + h, y - h])
+    n = x.size
+    px = np.concatenate([x, x + h, x - h, x, x])
+    py = np.concatenate([y, y, y, y + h, y - h])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         lon, lat = wcs.pixel_to_world_values(px, py)
-        centre = SkyCoord(*wcs.pixel_to_world_values(x, y), unit="deg", frame=frame)
-    pts = SkyCoord(lon, lat, unit="deg", frame=frame)
-    n = x.size
-    origin = SkyCoord(
-        np.tile(centre.spherical.lon.deg, 4), np.tile(centre.spherical.lat.deg, 4),
-        unit="deg", frame=frame,
-    ).icrs
-    east, north = origin.spherical_offsets_to(pts.icrs)
-    east = east.to_value(u.arcsec)
-    north = north.to_value(u.arcsec)
+        frame = wcs_to_celestial_frame(wcs)
+        if not isinstance(frame, ICRS):
+            icrs = SkyCoord(lon, lat, unit="deg", frame=frame).icrs
+            lon, lat = icrs.ra.deg, icrs.dec.deg
+    east, north = _offsets_arcsec(np.tile(lon[:n], 4), np.tile(lat[:n], 4), lon[n:], lat[n:])
     j11 = (east[:n] - east[n:2 * n]) / (2 * h)
     j21 = (north[:n] - north[n:2 * n]) / (2 * h)
     j12 = (east[2 * n:3 * n] - east[3 * n:]) / (2 * h)
@@ -81,6 +76,27 @@ def sky_moments_to_pixel(
     iyy = a21 * a21 * sxx + 2 * a21 * a22 * sxy + a22 * a22 * syy
     ixy = a11 * a21 * sxx + (a11 * a22 + a12 * a21) * sxy + a12 * a22 * syy
     return ixx, iyy, ixy
+
+
+def _offsets_arcsec(lon0: np.ndarray, lat0: np.ndarray, lon: np.ndarray, lat: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """East and north offsets, arcsec, of ``(lon, lat)`` from ``(lon0, lat0)`` (degrees).
+
+    The longitude and latitude of each point in the frame whose origin is ``(lon0, lat0)``
+    (astropy's ``SkyCoord.spherical_offsets_to``), by the same two rotations in numpy.
+    """
+    lon0, lat0 = np.radians(lon0), np.radians(lat0)
+    lon, lat = np.radians(lon), np.radians(lat)
+    dlon = lon - lon0
+    cos_lat = np.cos(lat)
+    x1 = cos_lat * np.cos(dlon)
+    y1 = cos_lat * np.sin(dlon)
+    z1 = np.sin(lat)
+    x2 = x1 * np.cos(lat0) + z1 * np.sin(lat0)
+    z2 = z1 * np.cos(lat0) - x1 * np.sin(lat0)
+    to_arcsec = 180.0 * 3600.0 / np.pi
+    return (np.arctan2(y1, x2) * to_arcsec,
+            np.arctan2(z2, np.hypot(x2, y1)) * to_arcsec)
 
 
 def on_tile(
