@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
+from colphot.measure._prefetch import prefetch
+
 __all__ = ["LocalBackgroundResult", "measure_local_background", "FLAGS"]
 
 FLAGS = (
@@ -317,6 +319,28 @@ def _clipped_sums(vals: np.ndarray, center: float, hw: float) -> tuple[float, fl
     return acc, acc2, cnt
 
 
+#: Sources ahead whose annulus rows are prefetched while the current one is measured.
+_AHEAD = 2
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _prefetch_box(image, mask, has_mask, x, y, r):
+    """Prefetch the cache lines of the annulus' bounding box at ``(x, y)``, outer radius ``r``."""
+    if not (math.isfinite(x) and math.isfinite(y) and math.isfinite(r)):
+        return
+    ny, nx = image.shape
+    j0 = min(max(int(y - r), 0), ny - 1)
+    j1 = min(max(int(y + r) + 1, 0), ny - 1)
+    i0 = min(max(int(x - r), 0), nx - 1)
+    i1 = min(max(int(x + r) + 1, 0), nx - 1)
+    for j in range(j0, j1 + 1):
+        for i in range(i0, i1 + 16, 16):  # 16 four-byte pixels per 64-byte line
+            q = min(i, i1)
+            prefetch(image[j], q)
+            if has_mask:
+                prefetch(mask[j], q)
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def _background_kernel(image, mask, badbits, xs, ys, inner, outer, n_sigma, n_iter,
                        level, scatter, nogood):
@@ -335,6 +359,8 @@ def _background_kernel(image, mask, badbits, xs, ys, inner, outer, n_sigma, n_it
         if not (math.isfinite(x) and math.isfinite(y) and math.isfinite(r1)):
             nogood[s] = True
             continue
+        if s + _AHEAD < xs.shape[0]:
+            _prefetch_box(image, mask, has_mask, xs[s + _AHEAD], ys[s + _AHEAD], outer[s + _AHEAD])
         i0 = max(int(math.floor(y - r1)), 0)
         i1 = min(int(math.ceil(y + r1)), ny - 1)
         j0 = max(int(math.floor(x - r1)), 0)
