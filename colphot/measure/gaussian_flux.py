@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from colphot.measure._prefetch import prefetch
+from colphot.measure._prefetch import prefetch_box
 
 __all__ = ["GaussianFluxResult", "measure_gaussian_flux", "FLAGS"]
 
@@ -81,26 +81,6 @@ def measure_gaussian_flux(
 _AHEAD = 4
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _prefetch_window(image, variance, x, y, ixx, iyy):
-    """Prefetch the cache lines of the weight window at ``(x, y)`` (moments in pixels^2)."""
-    if not (math.isfinite(x) and math.isfinite(y) and ixx > 0.0 and iyy > 0.0
-            and ixx < 1e6 and iyy < 1e6):
-        return
-    ny, nx = image.shape
-    hx = int(_N_SIGMA * math.sqrt(ixx)) + 1
-    hy = int(_N_SIGMA * math.sqrt(iyy)) + 1
-    j0 = min(max(int(y) - hy, 0), ny - 1)
-    j1 = min(max(int(y) + hy + 1, 0), ny - 1)
-    i0 = min(max(int(x) - hx, 0), nx - 1)
-    i1 = min(max(int(x) + hx + 1, 0), nx - 1)
-    for j in range(j0, j1 + 1):
-        for i in range(i0, i1 + 16, 16):  # 16 four-byte pixels per 64-byte line
-            q = min(i, i1)
-            prefetch(image[j], q)
-            prefetch(variance[j], q)
-
-
 @njit(cache=True, nogil=True, error_model="numpy")
 def _gaussian_kernel(image, variance, xs, ys, ixx, iyy, ixy, flux, err, flag, bad):
     ny, nx = image.shape
@@ -108,8 +88,12 @@ def _gaussian_kernel(image, variance, xs, ys, ixx, iyy, ixy, flux, err, flag, ba
     ex = np.empty(16)
     for s in range(xs.shape[0]):
         if s + _AHEAD < xs.shape[0]:
-            _prefetch_window(image, variance, xs[s + _AHEAD], ys[s + _AHEAD], ixx[s + _AHEAD],
-                             iyy[s + _AHEAD])
+            xn = xs[s + _AHEAD]
+            yn = ys[s + _AHEAD]
+            hx = _N_SIGMA * math.sqrt(min(max(ixx[s + _AHEAD], 0.0), 1e6)) + 1.0
+            hy = _N_SIGMA * math.sqrt(min(max(iyy[s + _AHEAD], 0.0), 1e6)) + 1.0
+            prefetch_box(image, yn - hy, yn + hy, xn - hx, xn + hx)
+            prefetch_box(variance, yn - hy, yn + hy, xn - hx, xn + hx)
         x = xs[s]
         y = ys[s]
         a = ixx[s]

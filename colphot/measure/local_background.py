@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from colphot.measure._prefetch import prefetch
+from colphot.measure._prefetch import prefetch_box
 
 __all__ = ["LocalBackgroundResult", "measure_local_background", "FLAGS"]
 
@@ -323,24 +323,6 @@ def _clipped_sums(vals: np.ndarray, center: float, hw: float) -> tuple[float, fl
 _AHEAD = 2
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _prefetch_box(image, mask, has_mask, x, y, r):
-    """Prefetch the cache lines of the annulus' bounding box at ``(x, y)``, outer radius ``r``."""
-    if not (math.isfinite(x) and math.isfinite(y) and math.isfinite(r)):
-        return
-    ny, nx = image.shape
-    j0 = min(max(int(y - r), 0), ny - 1)
-    j1 = min(max(int(y + r) + 1, 0), ny - 1)
-    i0 = min(max(int(x - r), 0), nx - 1)
-    i1 = min(max(int(x + r) + 1, 0), nx - 1)
-    for j in range(j0, j1 + 1):
-        for i in range(i0, i1 + 16, 16):  # 16 four-byte pixels per 64-byte line
-            q = min(i, i1)
-            prefetch(image[j], q)
-            if has_mask:
-                prefetch(mask[j], q)
-
-
 @njit(cache=True, nogil=True, error_model="numpy")
 def _background_kernel(image, mask, badbits, xs, ys, inner, outer, n_sigma, n_iter,
                        level, scatter, nogood):
@@ -360,7 +342,12 @@ def _background_kernel(image, mask, badbits, xs, ys, inner, outer, n_sigma, n_it
             nogood[s] = True
             continue
         if s + _AHEAD < xs.shape[0]:
-            _prefetch_box(image, mask, has_mask, xs[s + _AHEAD], ys[s + _AHEAD], outer[s + _AHEAD])
+            xn = xs[s + _AHEAD]
+            yn = ys[s + _AHEAD]
+            rn = outer[s + _AHEAD]
+            prefetch_box(image, yn - rn, yn + rn, xn - rn, xn + rn)
+            if has_mask:
+                prefetch_box(mask, yn - rn, yn + rn, xn - rn, xn + rn)
         i0 = max(int(math.floor(y - r1)), 0)
         i1 = min(int(math.ceil(y + r1)), ny - 1)
         j0 = max(int(math.floor(x - r1)), 0)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from colphot.measure._prefetch import prefetch
+from colphot.measure._prefetch import prefetch_box
 
 __all__ = ["PsfFluxResult", "measure_psf_flux", "FLAGS"]
 
@@ -225,25 +225,6 @@ def _clean_stamp_sums(image, variance, mask, has_mask, badbits, y0, x0, model, s
 _AHEAD = 4
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _prefetch_stamp(image, variance, mask, has_mask, x, y, c):
-    """Prefetch every cache line of the ``2c + 1`` stamp at ``(x, y)`` (clipped to the tile)."""
-    if not (math.isfinite(x) and math.isfinite(y)):
-        return
-    ny, nx = image.shape
-    j0 = min(max(int(y) - c, 0), ny - 1)
-    j1 = min(max(int(y) + c + 1, 0), ny - 1)
-    i0 = min(max(int(x) - c, 0), nx - 1)
-    i1 = min(max(int(x) + c + 1, 0), nx - 1)
-    for j in range(j0, j1 + 1):
-        for i in range(i0, i1 + 16, 16):  # 16 four-byte pixels per 64-byte line
-            q = min(i, i1)
-            prefetch(image[j], q)
-            prefetch(variance[j], q)
-            if has_mask:
-                prefetch(mask[j], q)
-
-
 @njit(cache=True, nogil=True, fastmath=_FAST, error_model="numpy")
 def _psf_flux_kernel(image, variance, mask, badbits, xs, ys, psf_images, index, weight,
                      out_f, out_e, out_a, out_c, out_n, edge, nogood):
@@ -271,7 +252,12 @@ def _psf_flux_kernel(image, variance, mask, badbits, xs, ys, psf_images, index, 
             nogood[s] = True
             continue
         if s + _AHEAD < xs.shape[0]:
-            _prefetch_stamp(image, variance, mask, has_mask, xs[s + _AHEAD], ys[s + _AHEAD], c)
+            xn = xs[s + _AHEAD]
+            yn = ys[s + _AHEAD]
+            prefetch_box(image, yn - c - 1, yn + c, xn - c - 1, xn + c)
+            prefetch_box(variance, yn - c - 1, yn + c, xn - c - 1, xn + c)
+            if has_mask:
+                prefetch_box(mask, yn - c - 1, yn + c, xn - c - 1, xn + c)
         xi = int(math.floor(x + 0.5))
         yi = int(math.floor(y + 0.5))
         shifted_psf(psf_images, index[s], weight[s], x - xi, y - yi, base, tmp, model, wx, wy)
