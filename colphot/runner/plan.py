@@ -209,7 +209,9 @@ def header_identity(url: str, *, storage_options: StorageOptions = None
     try:
         with fits.open(strip_protocol(url) if is_local(url) else url, lazy_load_hdus=True,
                        memmap=False, **options) as hdul:
-            return tile_identity(hdul, url)
+            # a tile without an image HDU is still planned (from its primary header) and
+            # then reported as a failed tile, not a failed plan
+            return tile_identity(hdul, url, require_image=False)
     except (OSError, ValueError):  # TileFormatError is a ValueError
         return None, None, None
 

@@ -107,7 +107,8 @@ def _image_hdu(hdul: fits.HDUList, name: str) -> tuple[int, str]:
     raise TileFormatError(f"{name}: no IMAGE HDU and no 2D image HDU in the file")
 
 
-def tile_identity(hdul: fits.HDUList, name: str) -> tuple[str | None, int | None, int | None]:
+def tile_identity(hdul: fits.HDUList, name: str, *, require_image: bool = True
+                  ) -> tuple[str | None, int | None, int | None]:
     """``(band, tract, patch)`` of a tile from its headers, as :func:`read_tile` reads them.
 
     Each is looked up in the image HDU's header first, then in the primary header; the band
@@ -120,13 +121,22 @@ def tile_identity(hdul: fits.HDUList, name: str) -> tuple[str | None, int | None
         The open tile file.
     name
         The file's path or URL, for error messages.
+    require_image
+        When False, a file without a usable image HDU is named from its primary header alone
+        (so that a run can plan it and report it as a failed tile).
 
     Raises
     ------
     TileFormatError
-        The file has no image HDU, or ``TRACT``/``PATCH`` is not an integer.
+        The file has no image HDU (with ``require_image``), or ``TRACT``/``PATCH`` is not an
+        integer.
     """
-    i_image, _ = _image_hdu(hdul, name)
+    try:
+        i_image, _ = _image_hdu(hdul, name)
+    except TileFormatError:
+        if require_image:
+            raise
+        i_image = 0
     header, primary = hdul[i_image].header, hdul[0].header
     where = f"{name}[HDU {i_image}]"
     return (_identity(header, primary, ("BAND", "FILTER"), str),

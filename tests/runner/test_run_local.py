@@ -150,6 +150,25 @@ def test_header_contradicting_path_fails_the_tile(survey, tmp_path):
                             "gives patch 3")
 
 
+def test_tile_without_image_hdu_is_planned_and_fails_alone(survey, tmp_path):
+    """A file with MASK and VARIANCE but no IMAGE HDU, named only by its primary header, is
+    planned like any tile and then fails as that tile (the plan itself does not fail)."""
+    from astropy.io import fits
+
+    src = next(p for p in survey.tile_paths if p.endswith("r/0/2.fits"))
+    path = tmp_path / "no_image.fits"
+    with fits.open(src) as hdul:
+        assert hdul[0].header["BAND"] == "r"
+        del hdul["IMAGE"]
+        hdul.writeto(path)
+    found = find_tiles([str(path)])
+    assert found == [(str(path), "r", 0, 2)]
+    unit = plan_units(found, tmp_path / "out")[0]
+    result = measure_unit(unit, survey.refs_root, ForcedPhotConfig())
+    assert result.status == "failed"
+    assert result.error.startswith(f"TileFormatError: {path}: no IMAGE HDU")
+
+
 def test_write_part_is_whole_or_absent(tmp_path, local_run):
     summary, _ = local_run
     unit = WorkUnit("x.fits", "g", 0, 0, str(tmp_path / "band=g/tract=0/patch=0/part-0.parquet"))
