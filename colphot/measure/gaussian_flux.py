@@ -81,6 +81,13 @@ def measure_gaussian_flux(
 _AHEAD = 4
 
 
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _half_width(moment: float) -> float:
+    """Half-width of the weight window, pixels: ``_N_SIGMA`` sigma of a second moment
+    (pixels^2)."""
+    return _N_SIGMA * math.sqrt(moment)
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def _gaussian_kernel(image, variance, xs, ys, ixx, iyy, ixy, flux, err, flag, bad):
     ny, nx = image.shape
@@ -90,8 +97,9 @@ def _gaussian_kernel(image, variance, xs, ys, ixx, iyy, ixy, flux, err, flag, ba
         if s + _AHEAD < xs.shape[0]:
             xn = xs[s + _AHEAD]
             yn = ys[s + _AHEAD]
-            hx = _N_SIGMA * math.sqrt(min(max(ixx[s + _AHEAD], 0.0), 1e6)) + 1.0
-            hy = _N_SIGMA * math.sqrt(min(max(iyy[s + _AHEAD], 0.0), 1e6)) + 1.0
+            # clamped: the moments ahead are not validated yet
+            hx = _half_width(min(max(ixx[s + _AHEAD], 0.0), 1e6)) + 1.0
+            hy = _half_width(min(max(iyy[s + _AHEAD], 0.0), 1e6)) + 1.0
             prefetch_box(image, yn - hy, yn + hy, xn - hx, xn + hx)
             prefetch_box(variance, yn - hy, yn + hy, xn - hx, xn + hx)
         x = xs[s]
@@ -111,8 +119,8 @@ def _gaussian_kernel(image, variance, xs, ys, ixx, iyy, ixy, flux, err, flag, ba
         pa = b / det
         pb = a / det
         pc = -c / det
-        hx = int(math.ceil(_N_SIGMA * math.sqrt(a)))
-        hy = int(math.ceil(_N_SIGMA * math.sqrt(b)))
+        hx = int(math.ceil(_half_width(a)))
+        hy = int(math.ceil(_half_width(b)))
         xi = int(math.floor(x + 0.5))
         yi = int(math.floor(y + 0.5))
         i0 = yi - hy

@@ -76,9 +76,9 @@ class TileResult:
     """
 
     url: str
-    band: str | None
-    tract: int | None
-    patch: int | None
+    band: str
+    tract: int
+    patch: int
     part: str
     status: Status
     rows: int | None = None
