@@ -1,6 +1,6 @@
 """Single-tile benchmark: colphot vs sep and photutils on one 4096^2 tile with 10,000 sources.
 
-Run: ``python benchmarks/bench_tile.py [--size 4096] [--n 10000] [--threads 1 2]``
+Run: ``python benchmarks/bench_tile.py [--size 4096] [--n 10000] [--repeat 7]``
 
 Prints one side-by-side table measured in this run: 10 exact apertures (colphot, sep
 ``sum_circle``, photutils ``aperture_photometry``), colphot PSF flux alone, colphot's full default
@@ -54,6 +54,22 @@ def timed(fn, repeat: int = 3):
     return best, out
 
 
+def timed_rounds(runs: dict, repeat: int) -> tuple[dict[str, float], dict]:
+    """Best wall time, seconds, of each of ``runs`` over ``repeat`` rounds, and its last result.
+
+    Each round calls every run once in turn, so that all of them, peers included, see the same
+    phases of a noisy machine (timing one after another lets a slow minute land on one only).
+    """
+    best = dict.fromkeys(runs, np.inf)
+    out: dict = {}
+    for _ in range(repeat):
+        for name, fn in runs.items():
+            t0 = time.perf_counter()
+            out[name] = fn()
+            best[name] = min(best[name], time.perf_counter() - t0)
+    return best, out
+
+
 def threaded(fn, x, y, threads: int):
     """Run ``fn(x_chunk, y_chunk)`` over ``threads`` contiguous chunks in a thread pool."""
     if threads == 1:
@@ -67,8 +83,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--size", type=int, default=4096)
     parser.add_argument("--n", type=int, default=10_000)
-    parser.add_argument("--repeat", type=int, default=5,
-                        help="timings are the best of this many runs (this machine is noisy)")
+    parser.add_argument("--repeat", type=int, default=7,
+                        help="timings are the best of this many rounds, each running every "
+                             "measurement once in turn (this machine is noisy)")
     parser.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.memory_child:
@@ -90,35 +107,54 @@ def main(argv: list[str] | None = None) -> None:
     def colphot_ap(xs, ys):
         return measure_apertures(image, variance, xs, ys, RADII, method="exact")
 
-    colphot_ap(x[:10], y[:10])  # compile / load the numba cache
-    t_cp, res = timed(lambda: colphot_ap(x, y), args.repeat)
-    rows.append(("colphot 10 exact apertures, 1 thread", n / t_cp, "reference"))
-    t_cp2, _ = timed(lambda: threaded(colphot_ap, x, y, 2), args.repeat)
-    rows.append(
-        ("colphot 10 exact apertures, 2 threads", n / t_cp2, f"{t_cp / t_cp2:.2f}x 1 thread")
-    )
+    idx = np.zeros((n, 1), dtype=np.int64)
+    wts = np.ones((n, 1))
 
-    sep_rate = None
+    def colphot_psf(xs, ys):
+        m = xs.size
+        return measure_psf_flux(image, variance, None, xs, ys, psf[None], idx[:m], wts[:m])
+
+    tile, refs = _tile_and_refs(image, variance, psf, x, y)
+    runs = {
+        "ap1": lambda: colphot_ap(x, y),
+        "ap2": lambda: threaded(colphot_ap, x, y, 2),
+        "psf1": lambda: colphot_psf(x, y),
+        "psf2": lambda: threaded(colphot_psf, x, y, 2),
+        "full": lambda: colphot.forced_photometry(tile, refs),
+    }
     try:
         import sep
 
         data = image.astype(np.float64)
         err = np.sqrt(variance.astype(np.float64))
+        runs["sep"] = lambda: [sep.sum_circle(data, x, y, r, err=err, subpix=0) for r in RADII]
+    except ImportError:
+        sep = None
+    # compile / load the numba caches
+    colphot_ap(x[:10], y[:10])
+    colphot_psf(x[:10], y[:10])
+    colphot.forced_photometry(tile, refs.head(10))
+    best, out = timed_rounds(runs, args.repeat)
 
-        def sep_ap():
-            return [sep.sum_circle(data, x, y, r, err=err, subpix=0) for r in RADII]
-
-        t_sep, sep_out = timed(sep_ap, args.repeat)
+    res = out["ap1"]
+    t_cp, t_cp2 = best["ap1"], best["ap2"]
+    rows.append(("colphot 10 exact apertures, 1 thread", n / t_cp, "reference"))
+    rows.append(
+        ("colphot 10 exact apertures, 2 threads", n / t_cp2, f"{t_cp / t_cp2:.2f}x 1 thread")
+    )
+    sep_rate = None
+    if sep is not None:
+        sep_out = out["sep"]
         ok = ~res.truncated
         worst = max(
             np.nanmax(np.abs(sep_out[k][0][ok[:, k]] - res.flux[ok[:, k], k])
                       / np.abs(res.flux_err[ok[:, k], k]))
             for k in range(len(RADII))
         )
-        sep_rate = n / t_sep
+        sep_rate = n / best["sep"]
         rows.append((f"sep {sep.__version__} sum_circle exact x10 radii", sep_rate,
                      f"max |diff|/err {worst:.1e}"))
-    except ImportError:
+    else:
         rows.append(("sep (not installed)", float("nan"), ""))
 
     try:
@@ -141,28 +177,16 @@ def main(argv: list[str] | None = None) -> None:
     except ImportError:
         rows.append(("photutils (not installed)", float("nan"), ""))
 
-    idx = np.zeros((n, 1), dtype=np.int64)
-    wts = np.ones((n, 1))
-
-    def colphot_psf(xs, ys):
-        m = xs.size
-        return measure_psf_flux(image, variance, None, xs, ys, psf[None], idx[:m], wts[:m])
-
-    colphot_psf(x[:10], y[:10])
-    t_psf, _ = timed(lambda: colphot_psf(x, y), args.repeat)
+    t_psf, t_psf2 = best["psf1"], best["psf2"]
     rows.append(("colphot PSF flux, 1 thread", n / t_psf, ""))
-    t_psf2, _ = timed(lambda: threaded(colphot_psf, x, y, 2), args.repeat)
     rows.append(("colphot PSF flux, 2 threads", n / t_psf2, f"{t_psf / t_psf2:.2f}x 1 thread"))
-
-    tile, refs = _tile_and_refs(image, variance, psf, x, y)
-    colphot.forced_photometry(tile, refs.head(10))
-    t_full, df = timed(lambda: colphot.forced_photometry(tile, refs), args.repeat)
+    df, t_full = out["full"], best["full"]
     rows.append(("colphot forced_photometry, full default plugins", df.height / t_full,
                  f"{df.width} columns"))
 
     cold, warm = _peak_memory(args.size, args.n), _peak_memory(args.size, args.n)
     print(f"\nTile {args.size}x{args.size}, {n} sources; rates in sources/s (higher is better), "
-          f"best of {args.repeat} runs\n")
+          f"best of {args.repeat} interleaved rounds\n")
     print(f"{'measurement':58s} {'sources/s':>12s} {'vs sep':>8s}  note")
     for name, rate, note in rows:
         ratio = f"{rate / sep_rate:.2f}x" if sep_rate and np.isfinite(rate) else "-"
