@@ -100,22 +100,11 @@ def worker_memory(client: Any) -> dict[str, tuple[float, float]]:
 
 
 def _rss_now_and_peak() -> tuple[float, float]:
-    """This process's (current, peak) resident size, MiB.
-
-    The peak is ``VmHWM`` from ``/proc/self/status`` (Linux), which starts afresh at exec;
-    ``ru_maxrss`` would report the parent's peak for a spawned worker.
-    """
-    import resource as res
-
+    """This process's (current, peak) resident size, MiB (run on each worker)."""
     import psutil
+    from _memory import peak_rss_mib  # the workers inherit this script's sys.path
 
-    now = psutil.Process().memory_info().rss / 2**20
-    try:
-        with open("/proc/self/status") as f:
-            hwm = next(line for line in f if line.startswith("VmHWM:"))
-        return now, int(hwm.split()[1]) / 2**10
-    except (OSError, StopIteration):
-        return now, res.getrusage(res.RUSAGE_SELF).ru_maxrss / 2**10
+    return psutil.Process().memory_info().rss / 2**20, peak_rss_mib()
 
 
 def timed_run(tiles: str, refs: str, out: str, client: Any, options: dict | None) -> tuple[

@@ -68,16 +68,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=10)
     args = parser.parse_args(argv)
 
-    from bench_tile import RADII, make_scene
+    from bench_tile import RADII, ordered_scene
 
-    from colphot.config import ForcedPhotConfig
     from colphot.measure.aperture import measure_apertures
     from colphot.measure.psf_flux import measure_psf_flux
-    from colphot.table.forced import spatial_order, strip_height
 
-    image, variance, psf, x, y = make_scene(args.size, args.n)
-    order = spatial_order(x, y, strip=strip_height(ForcedPhotConfig(aperture_radii=RADII)))
-    x, y = x[order], y[order]
+    image, variance, psf, x, y = ordered_scene(args.size, args.n)
     n = x.size
     idx = np.zeros((n, 1), dtype=np.int64)
     wts = np.ones((n, 1))

@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from _memory import peak_rss_mib  # noqa: E402
 
 RADII = (3.0, 4.5, 6.0, 9.0, 12.0, 17.0, 25.0, 35.0, 50.0, 70.0)
 
@@ -41,6 +44,16 @@ def make_scene(size: int, n: int, seed: int = 1):
         y1, x1 = min(yi + 13, size), min(xi + 13, size)
         image[y0:y1, x0:x1] += (f * psf[y0 - yi + 12:y1 - yi + 12, x0 - xi + 12:x1 - xi + 12])
     return image, variance, psf, x, y
+
+
+def ordered_scene(size: int, n: int):
+    """:func:`make_scene` with the sources in the order ``forced_photometry`` visits them."""
+    from colphot.config import ForcedPhotConfig
+    from colphot.table.forced import spatial_order, strip_height
+
+    image, variance, psf, x, y = make_scene(size, n)
+    order = spatial_order(x, y, strip=strip_height(ForcedPhotConfig(aperture_radii=RADII)))
+    return image, variance, psf, x[order], y[order]
 
 
 def timed(fn, repeat: int = 3):
@@ -92,15 +105,10 @@ def main(argv: list[str] | None = None) -> None:
         return _memory_child(args.size, args.n)
 
     import colphot
-    from colphot.config import ForcedPhotConfig
     from colphot.measure.aperture import measure_apertures
     from colphot.measure.psf_flux import measure_psf_flux
-    from colphot.table.forced import spatial_order, strip_height
 
-    image, variance, psf, x, y = make_scene(args.size, args.n)
-    # the order forced_photometry uses
-    order = spatial_order(x, y, strip=strip_height(ForcedPhotConfig(aperture_radii=RADII)))
-    x, y = x[order], y[order]
+    image, variance, psf, x, y = ordered_scene(args.size, args.n)
     n = x.size
     rows: list[tuple[str, float, str]] = []
 
@@ -241,20 +249,7 @@ def _memory_child(size: int, n: int) -> None:
     tile, refs = _tile_and_refs(image, variance, psf, x, y)
     del image, variance
     colphot.forced_photometry(tile, refs)
-    print(_vm_hwm_mb())
-
-
-def _vm_hwm_mb() -> float:
-    """Peak resident memory of this process, MB (``VmHWM``; unlike ``ru_maxrss``, which keeps
-    the parent's peak across the spawn, it counts this process's own pages only)."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(peak_rss_mib())
 
 
 def _peak_memory(size: int, n: int) -> float:
