@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from typing import Any
 
@@ -12,7 +13,10 @@ from fsspec.implementations.local import LocalFileSystem
 
 from colphot._typing import PathLike, StorageOptions
 
-__all__ = ["filesystem", "is_local", "join", "put_atomic", "put_url", "strip_protocol"]
+__all__ = ["filesystem", "has_glob", "is_local", "join", "polars_storage_options", "put_atomic",
+           "put_url", "redact_url", "strip_protocol"]
+
+_GLOB_CHARS = re.compile(r"[*?\[]")
 
 
 def filesystem(url: PathLike, storage_options: StorageOptions = None) -> tuple[Any, str]:
@@ -67,3 +71,37 @@ def put_url(url: PathLike, data: bytes, storage_options: StorageOptions = None) 
     """:func:`put_atomic` to a local path or fsspec URL."""
     fs, path = filesystem(url, storage_options)
     put_atomic(fs, path, data)
+
+
+def has_glob(url: str) -> bool:
+    """True when the path part of ``url`` holds a glob character (``*``, ``?``, ``[``)."""
+    return _GLOB_CHARS.search(strip_protocol(url)) is not None
+
+
+def redact_url(url: str) -> str:
+    """``url`` without a ``user:password@`` part, for manifests and logs."""
+    return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/@]*@", r"\1", url)
+
+
+def polars_storage_options(storage_options: StorageOptions) -> dict[str, str] | None:
+    """fsspec/s3fs ``storage_options`` in the form polars' object store takes."""
+    if not storage_options:
+        return None
+    out: dict[str, str] = {}
+    client = dict(storage_options.get("client_kwargs") or {})
+    mapping = {
+        "key": "aws_access_key_id", "secret": "aws_secret_access_key",
+        "token": "aws_session_token", "endpoint_url": "aws_endpoint_url",
+        "region_name": "aws_region",
+    }
+    for src, dst in mapping.items():
+        value = storage_options.get(src, client.get(src))
+        if value is not None:
+            out[dst] = str(value)
+    if storage_options.get("anon"):
+        out["aws_skip_signature"] = "true"
+    endpoint = out.get("aws_endpoint_url", "")
+    if endpoint.startswith("http://"):
+        out["aws_allow_http"] = "true"
+    out.setdefault("aws_region", "us-east-1")
+    return out

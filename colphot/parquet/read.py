@@ -8,36 +8,12 @@ from typing import Any
 import polars as pl
 import pyarrow.parquet as pq
 
-from colphot._fs import filesystem, is_local, join
+from colphot._fs import filesystem, is_local, join, polars_storage_options
 from colphot._typing import PathLike, StorageOptions
 
 __all__ = ["open_forced", "polars_storage_options"]
 
 _HIVE_SCHEMA = {"band": pl.String, "tract": pl.Int64, "patch": pl.Int64}
-
-
-def polars_storage_options(storage_options: StorageOptions) -> dict[str, str] | None:
-    """fsspec/s3fs ``storage_options`` in the form polars' object store takes."""
-    if not storage_options:
-        return None
-    out: dict[str, str] = {}
-    client = dict(storage_options.get("client_kwargs") or {})
-    mapping = {
-        "key": "aws_access_key_id", "secret": "aws_secret_access_key",
-        "token": "aws_session_token", "endpoint_url": "aws_endpoint_url",
-        "region_name": "aws_region",
-    }
-    for src, dst in mapping.items():
-        value = storage_options.get(src, client.get(src))
-        if value is not None:
-            out[dst] = str(value)
-    if storage_options.get("anon"):
-        out["aws_skip_signature"] = "true"
-    endpoint = out.get("aws_endpoint_url", "")
-    if endpoint.startswith("http://"):
-        out["aws_allow_http"] = "true"
-    out.setdefault("aws_region", "us-east-1")
-    return out
 
 
 def open_forced(root: PathLike, *, storage_options: StorageOptions = None) -> pl.LazyFrame:

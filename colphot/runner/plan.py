@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from colphot._fs import filesystem, is_local, join, strip_protocol
+from colphot._fs import filesystem, has_glob, is_local, join, redact_url, strip_protocol
 from colphot._typing import PathLike, StorageOptions
 from colphot.parquet.write import PART_NAME, partition_path
 
@@ -34,7 +34,6 @@ __all__ = [
 _FIELDS = ("band", "tract", "patch")
 _GROUPS = {"band": r"(?P<band>[^/]+?)", "tract": r"(?P<tract>-?\d+)",
            "patch": r"(?P<patch>-?\d+)"}
-_GLOB_CHARS = re.compile(r"[*?\[]")
 _HEADER_BLOCK = 64 * 2**10  # bytes fetched per request when peeking at remote headers
 #: ``…/{band}/{tract}/{patch}.fits`` at the end of a path without a template.
 _CONVENTION = re.compile(
@@ -70,22 +69,12 @@ class WorkUnit:
         return partition_path(self.band, self.tract, self.patch)
 
 
-def has_glob(url: str) -> bool:
-    """True when the path part of ``url`` holds a glob character (``*``, ``?``, ``[``)."""
-    return _GLOB_CHARS.search(strip_protocol(url)) is not None
-
-
 def absolute_url(url: PathLike) -> str:
     """``url`` unchanged when remote, else an absolute local path (workers may run elsewhere)."""
     text = os.fspath(url)
     if not is_local(text):
         return text
     return os.path.abspath(strip_protocol(text))
-
-
-def redact_url(url: str) -> str:
-    """``url`` without a ``user:password@`` part, for manifests and logs."""
-    return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/@]*@", r"\1", url)
 
 
 def template_regex(template: str) -> re.Pattern[str]:
