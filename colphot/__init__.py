@@ -22,6 +22,7 @@ __all__ = [
     "Tile",
     "forced_photometry",
     "open_forced",
+    "provenance",
     "read_tile",
     "run",
     "write_forced",
@@ -36,6 +37,7 @@ _LAZY = {
     "forced_photometry": "colphot.table.forced",
     "write_forced": "colphot.parquet.write",
     "open_forced": "colphot.parquet.read",
+    "provenance": "colphot.table.forced",
     "run": "colphot.runner.run",
 }
 

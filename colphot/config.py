@@ -10,7 +10,8 @@ from typing import Any
 
 from colphot._typing import ApertureMethod
 
-__all__ = ["ALGORITHMS", "DEFAULT_RADII", "ForcedPhotConfig", "aperture_name"]
+__all__ = ["ALGORITHMS", "DEFAULT_RADII", "NOISE_SOURCES", "UNDEBLENDED", "ForcedPhotConfig",
+           "aperture_name"]
 
 #: Algorithms in execution order (centroid first, pixel flags last, as meas_base orders plugins).
 ALGORITHMS: tuple[str, ...] = (
@@ -21,6 +22,14 @@ ALGORITHMS: tuple[str, ...] = (
     "local_background",
     "pixel_flags",
 )
+
+#: Algorithms that can also run on the original image of a deblended measurement
+#: (``undeblended_`` columns, LSST's ``ForcedMeasurementConfig.undeblended``).
+UNDEBLENDED: tuple[str, ...] = ("psf_flux", "aperture")
+
+#: Where the noise of noise replacement comes from (LSST's ``NoiseReplacerConfig.noiseSource``
+#: without ``meta``).
+NOISE_SOURCES: tuple[str, ...] = ("measure", "variance", "variance_median")
 
 #: LSST's default circular-aperture radii, pixels.
 DEFAULT_RADII: tuple[float, ...] = (3.0, 4.5, 6.0, 9.0, 12.0, 17.0, 25.0, 35.0, 50.0, 70.0)
@@ -60,7 +69,20 @@ class ForcedPhotConfig:
         Sigma clipping: rejection threshold (sigma) and iterations (LSST: 3, 3).
     footprint_radius
         Half size, pixels, of the box in which pixel flags are gathered when the tile has no PSF
-        (otherwise the PSF model's box, LSST's footprint stand-in until in-band footprints exist).
+        (otherwise the PSF model's box, LSST's footprint stand-in when no in-band catalog is
+        given).
+    noise_source, noise_offset, noise_seed
+        Deblended measurement (an in-band catalog given): the noise that replaces every
+        top-level footprint (LSST's ``NoiseReplacerConfig``): ``"measure"`` (the image's clipped
+        mean and standard deviation, LSST's default), ``"variance"`` (each pixel's variance)
+        or ``"variance_median"``; a constant added to its mean (image units); and the base of
+        the per-tile seed, which is hashed with the tile's band/tract/patch.
+    conserve_flux
+        Deblended measurement: share the observed pixels of each blend among its children in
+        proportion to their in-band values before insertion (the deblender's ``conserveFlux``).
+    undeblended_plugins
+        Deblended measurement: algorithms of :data:`UNDEBLENDED` also run on the original
+        image, as ``undeblended_`` columns (LSST's default: none).
     """
 
     plugins: tuple[str, ...] = ALGORITHMS
@@ -74,11 +96,16 @@ class ForcedPhotConfig:
     local_background_n_sigma: float = 3.0
     local_background_n_iter: int = 3
     footprint_radius: int = 5
+    noise_source: str = "measure"
+    noise_offset: float = 0.0
+    noise_seed: int = 0
+    conserve_flux: bool = False
+    undeblended_plugins: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         for name in ("plugins", "aperture_radii", "psf_bad_mask_planes",
-                     "local_background_bad_mask_planes"):
+                     "local_background_bad_mask_planes", "undeblended_plugins"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         unknown = [p for p in self.plugins if p not in ALGORITHMS]
         if unknown:
@@ -99,6 +126,21 @@ class ForcedPhotConfig:
             )
         if int(self.subpixels) < 1:
             raise ValueError(f"subpixels: expected an integer >= 1, got {self.subpixels}")
+        unknown = [p for p in self.undeblended_plugins if p not in UNDEBLENDED]
+        if unknown:
+            raise ValueError(f"undeblended_plugins: unknown algorithm(s) {unknown}; choose from "
+                             f"{UNDEBLENDED}")
+        object.__setattr__(self, "undeblended_plugins",
+                           tuple(a for a in UNDEBLENDED if a in self.undeblended_plugins))
+        if self.noise_source not in NOISE_SOURCES:
+            raise ValueError(f"noise_source: expected one of {NOISE_SOURCES}, got "
+                             f"{self.noise_source!r}")
+        if not isinstance(self.noise_seed, int) or isinstance(self.noise_seed, bool) \
+                or self.noise_seed < 0:
+            raise ValueError(f"noise_seed: expected a non-negative integer, got "
+                             f"{self.noise_seed!r}")
+        if not isinstance(self.conserve_flux, bool):
+            raise ValueError(f"conserve_flux: expected true or false, got {self.conserve_flux!r}")
         if not 0 < self.local_background_inner < self.local_background_outer:
             raise ValueError(
                 "local_background_inner/outer: need 0 < inner < outer, got "

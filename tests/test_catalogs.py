@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 import colphot
-from colphot.config import ALGORITHMS, DEFAULT_RADII
+from colphot.config import ALGORITHMS, DEFAULT_RADII, UNDEBLENDED
 from colphot.measure import aperture, gaussian_flux, local_background, psf_flux
 from colphot.measure.pixel_flags import PIXEL_FLAGS
 
@@ -50,16 +50,38 @@ def _expanded(columns):
     return out
 
 
-def test_every_produced_column_is_declared_both_ways(sim, forced_yaml):
+def _whole_tile_in_band(tile, refs):
+    """An in-band catalog giving every reference the whole tile as its isolated footprint."""
+    ny, nx = tile.shape
+    n = refs.height
+    return pl.DataFrame({
+        "id": refs["id"], "band": tile.band, "tract": tile.tract, "patch": tile.patch,
+        "parent": 0, "footprint_x0": tile.xy0[0], "footprint_y0": tile.xy0[1],
+        "footprint_width": pl.Series([nx] * n, dtype=pl.Int32),
+        "footprint_height": pl.Series([ny] * n, dtype=pl.Int32),
+        "footprint_mask": pl.Series([[True] * (nx * ny)] * n),
+        "footprint_flux": pl.Series([None] * n, dtype=pl.List(pl.Float32)),
+    })
+
+
+@pytest.mark.parametrize("deblended", [False, True], ids=["plain", "deblended"])
+def test_every_produced_column_is_declared_both_ways(sim, forced_yaml, deblended):
     s = sim.make_sim_tile(n_side=2)
-    df = colphot.forced_photometry(s.tile, s.refs)
-    declared = _expanded(forced_yaml["columns"])
+    if deblended:
+        config = colphot.ForcedPhotConfig(undeblended_plugins=("psf_flux", "aperture"))
+        df = colphot.forced_photometry(s.tile, s.refs, config,
+                                       in_band=_whole_tile_in_band(s.tile, s.refs))
+    else:
+        df = colphot.forced_photometry(s.tile, s.refs)
+    declared = [c for c in _expanded(forced_yaml["columns"])
+                if deblended or not c["producer"].startswith("undeblended_")]
     assert df.columns == [c["name"] for c in declared]
     for col in declared:
         assert df.schema[col["name"]] == POLARS[col["dtype"]], col["name"]
         assert "unit" in col, col["name"]
         assert isinstance(col["description"], str) and len(col["description"]) > 10
     assert "ap04p5Flux" in df.columns and "ap70FluxErr" in df.columns
+    assert ("undeblended_ap70FluxErr" in df.columns) == deblended
 
 
 def test_units_parse_and_flags_are_dimensionless_bools(forced_yaml):
@@ -72,7 +94,11 @@ def test_units_parse_and_flags_are_dimensionless_bools(forced_yaml):
 
 def test_producers_are_known_algorithms(forced_yaml):
     producers = {c["producer"] for c in forced_yaml["columns"]}
-    assert producers == {"identity", *ALGORITHMS}
+    assert producers == {"identity", *ALGORITHMS, *(f"undeblended_{a}" for a in UNDEBLENDED)}
+    for col in forced_yaml["columns"]:
+        if col["producer"].startswith("undeblended_"):
+            plain = col["name"].removeprefix("undeblended_")
+            assert plain in {c["name"] for c in forced_yaml["columns"]}, col["name"]
     assert forced_yaml["partition_by"] == ["band", "tract", "patch"]
 
 
@@ -111,3 +137,19 @@ def test_reference_definition(sim):
         if col["unit"] is not None:
             u.Unit(col["unit"])
     assert {c["name"]: c["unit"] for c in ref["columns"]}["coord_ra"] == "deg"
+
+
+def test_in_band_definition(sim):
+    from colphot._catalogs import polars_dtype
+
+    ib = _load(sim, "in_band")
+    names = [c["name"] for c in ib["columns"]]
+    assert len(names) == len(set(names))
+    assert {"id", "band", "tract", "patch", "parent", "footprint_x0", "footprint_y0",
+            "footprint_width", "footprint_height", "footprint_mask", "footprint_flux"} == set(names)
+    for col in ib["columns"]:
+        assert set(col) >= {"name", "dtype", "unit", "required", "description"}
+        polars_dtype(col["dtype"])
+        if col["unit"] is not None:
+            u.Unit(col["unit"])
+    assert polars_dtype("list[float32]") == pl.List(pl.Float32)

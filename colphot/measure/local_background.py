@@ -14,8 +14,9 @@ import numpy as np
 from numba import njit
 
 from colphot.measure._prefetch import prefetch_box
+from colphot.measure.footprints import Footprints, check_footprints, source_row
 
-__all__ = ["LocalBackgroundResult", "measure_local_background", "FLAGS"]
+__all__ = ["LocalBackgroundResult", "clipped_mean_std", "measure_local_background", "FLAGS"]
 
 FLAGS = (
     (0, "flag", "general failure"),
@@ -45,6 +46,7 @@ def measure_local_background(
     bad_mask_bits: int = 0,
     n_sigma: float = 3.0,
     n_iter: int = 3,
+    footprints: Footprints | None = None,
 ) -> LocalBackgroundResult:
     """Sigma-clipped mean and scatter of the pixels in an annulus around each position.
 
@@ -60,6 +62,10 @@ def measure_local_background(
         Per-source annulus radii, pixels (pixel centres with ``inner <= d < outer`` count).
     n_sigma, n_iter
         Clipping threshold (standard deviations) and number of iterations.
+    footprints
+        Deblended measurement: one heavy footprint per source, whose pixels replace
+        ``image``'s (the noise-replaced image) for that source only; ``None`` measures
+        ``image`` as it is.
     """
     x = np.ascontiguousarray(x, dtype=np.float64)
     y = np.ascontiguousarray(y, dtype=np.float64)
@@ -75,7 +81,8 @@ def measure_local_background(
     scatter = np.full(n, np.nan)
     nogood = np.zeros(n, dtype=np.bool_)
     _background_kernel(image, mask, np.uint64(bad_mask_bits), x, y, inner, outer,
-                       float(n_sigma), int(n_iter), level, scatter, nogood)
+                       float(n_sigma), int(n_iter), level, scatter, nogood,
+                       *check_footprints(footprints, n))
     return LocalBackgroundResult(level, scatter, nogood.copy(), nogood)
 
 
@@ -279,15 +286,16 @@ def _binned_quartiles(vals: np.ndarray, lo: float, hi: float, work: np.ndarray, 
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def _take(image, mask, has_mask, badbits, i, j0, j1, buf, m):
-    """Append the good pixels ``j0..j1`` of row ``i`` to ``buf[m:]``; return the new count.
+def _take(row, mask, has_mask, badbits, i, j0, j1, buf, m):
+    """Append the good pixels ``j0..j1`` of ``row`` (row ``i`` of the image) to ``buf[m:]``;
+    return the new count.
 
     Branch-free compaction over row slices: each value is written, the count advances only
     for good ones.
     """
     if j1 < j0:
         return m
-    seg = image[i, j0:j1 + 1]
+    seg = row[j0:j1 + 1]
     inf = math.inf
     if has_mask:
         mseg = mask[i, j0:j1 + 1]
@@ -319,14 +327,50 @@ def _clipped_sums(vals: np.ndarray, center: float, hw: float) -> tuple[float, fl
     return acc, acc2, cnt
 
 
+@njit(cache=True, nogil=True, error_model="numpy")
+def _meanclip(vals: np.ndarray, n_sigma: float, n_iter: int, work: np.ndarray, tmp: np.ndarray,
+              counts: np.ndarray, bins: np.ndarray) -> tuple[float, float]:
+    """afw's MEANCLIP and STDEVCLIP of ``vals`` (finite, at least one), with the scratch of
+    :func:`_quartiles_with`."""
+    q25, center, q75 = _quartiles_with(vals, work, tmp, counts, bins)
+    hw = n_sigma * 0.741 * (q75 - q25)
+    mean = center
+    std = 0.0
+    for _ in range(n_iter):
+        acc, acc2, cnt = _clipped_sums(vals, center, hw)
+        if cnt == 0:
+            break
+        mean = acc / cnt
+        var = acc2 / cnt - mean * mean
+        std = math.sqrt(var * cnt / (cnt - 1)) if cnt > 1 and var > 0 else 0.0
+        center = mean
+        hw = n_sigma * std
+    return mean, std
+
+
+def clipped_mean_std(values: np.ndarray, *, n_sigma: float = 3.0, n_iter: int = 3
+                     ) -> tuple[float, float]:
+    """Sigma-clipped mean and standard deviation of the finite ``values`` (afw's MEANCLIP,
+    STDEVCLIP: as the local background clips its annulus); ``(nan, nan)`` when none is finite.
+    """
+    vals = np.asarray(values, dtype=np.float64).ravel()
+    vals = vals[np.isfinite(vals)]
+    n = vals.shape[0]
+    if n == 0:
+        return math.nan, math.nan
+    return _meanclip(vals, float(n_sigma), int(n_iter), np.empty(n), np.empty(2 * n),
+                     np.empty(_N_BINS + 2, dtype=np.int64), np.empty(n, dtype=np.int32))
+
+
 #: Sources ahead whose annulus rows are prefetched while the current one is measured.
 _AHEAD = 2
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _background_kernel(image, mask, badbits, xs, ys, inner, outer, n_sigma, n_iter,
-                       level, scatter, nogood):
+                       level, scatter, nogood, fx0, fy0, fw, fh, foff, fval, fmsk):
     ny, nx = image.shape
+    scratch = np.empty_like(image[0])
     has_mask = mask.shape[0] == ny and mask.shape[1] == nx
     buf = np.empty(16)
     work = np.empty(16)
@@ -376,24 +420,10 @@ def _background_kernel(image, mask, badbits, xs, ys, inner, outer, n_sigma, n_it
             else:
                 ka = jb + 1
                 kb = jb
-            m = _take(image, mask, has_mask, badbits, i, ja, ka - 1, buf, m)
-            m = _take(image, mask, has_mask, badbits, i, kb + 1, jb, buf, m)
+            row = source_row(image, i, ja, jb, s, fx0, fy0, fw, fh, foff, fval, fmsk, scratch)
+            m = _take(row, mask, has_mask, badbits, i, ja, ka - 1, buf, m)
+            m = _take(row, mask, has_mask, badbits, i, kb + 1, jb, buf, m)
         if m == 0:
             nogood[s] = True
             continue
-        vals = buf[:m]
-        q25, center, q75 = _quartiles_with(vals, work, tmp, counts, bins)
-        hw = n_sigma * 0.741 * (q75 - q25)
-        mean = center
-        std = 0.0
-        for _ in range(n_iter):
-            acc, acc2, cnt = _clipped_sums(vals, center, hw)
-            if cnt == 0:
-                break
-            mean = acc / cnt
-            var = acc2 / cnt - mean * mean
-            std = math.sqrt(var * cnt / (cnt - 1)) if cnt > 1 and var > 0 else 0.0
-            center = mean
-            hw = n_sigma * std
-        level[s] = mean
-        scatter[s] = std
+        level[s], scatter[s] = _meanclip(buf[:m], n_sigma, n_iter, work, tmp, counts, bins)

@@ -18,6 +18,7 @@ import numpy as np
 from numba import njit
 
 from colphot.measure._prefetch import prefetch_box
+from colphot.measure.footprints import Footprints, check_footprints, source_row
 
 __all__ = ["PsfFluxResult", "measure_psf_flux", "FLAGS"]
 
@@ -60,6 +61,7 @@ def measure_psf_flux(
     psf_weight: np.ndarray,
     *,
     bad_mask_bits: int = 0,
+    footprints: Footprints | None = None,
 ) -> PsfFluxResult:
     """Fit the PSF model's amplitude at fixed positions.
 
@@ -75,6 +77,10 @@ def measure_psf_flux(
         ``(m, k, k)`` PSF samples, ``k`` odd, centred on the middle pixel.
     psf_index, psf_weight
         ``(n, j)`` indices into ``psf_images`` and weights whose combination is each source's PSF.
+    footprints
+        Deblended measurement: one heavy footprint per source, whose pixels replace
+        ``image``'s (the noise-replaced image) for that source only; ``None`` measures
+        ``image`` as it is.
 
     Returns
     -------
@@ -105,7 +111,8 @@ def measure_psf_flux(
     _psf_flux_kernel(image, variance, mask, np.uint64(bad_mask_bits), x, y, psf_images,
                      np.ascontiguousarray(psf_index, dtype=np.int64),
                      np.ascontiguousarray(psf_weight, dtype=np.float64),
-                     out_f, out_e, out_a, out_c, out_n, edge, nogood)
+                     out_f, out_e, out_a, out_c, out_n, edge, nogood,
+                     *check_footprints(footprints, n))
     return PsfFluxResult(out_f, out_e, out_a, out_c, out_n, edge | nogood, edge, nogood)
 
 
@@ -180,12 +187,14 @@ def shifted_psf(psf_images, index, weight, dx, dy, base, tmp, model, wx, wy):
 
 
 @njit(cache=True, nogil=True, fastmath=_FAST, error_model="numpy")
-def _clean_stamp_sums(image, variance, mask, has_mask, badbits, y0, x0, model, sums):
+def _clean_stamp_sums(image, variance, mask, has_mask, badbits, y0, x0, model, sums, s, fx0,
+                      fy0, fw, fh, foff, fval, fmsk, scratch):
     """Fit sums over a stamp wholly on the tile, assuming every pixel good.
 
     Fills ``sums`` with ``(sum P, sum P^2, sum P D, sum P^2 V)`` and returns False when some
     pixel is not good after all (non-finite, ``V <= 0`` or masked); the sums are then invalid.
-    The loops have no branch, so they vectorise.
+    The loops have no branch, so they vectorise. Source ``s`` reads its footprint's pixels
+    (:func:`~colphot.measure.footprints.source_row`).
     """
     k = model.shape[0]
     sp = 0.0
@@ -196,7 +205,8 @@ def _clean_stamp_sums(image, variance, mask, has_mask, badbits, y0, x0, model, s
     n_nonpositive = 0
     bits = np.uint64(0)
     for i in range(k):
-        drow = image[y0 + i]
+        drow = source_row(image, y0 + i, x0, x0 + k - 1, s, fx0, fy0, fw, fh, foff, fval, fmsk,
+                          scratch)
         vrow = variance[y0 + i]
         prow = model[i]
         for j in range(k):
@@ -227,8 +237,10 @@ _AHEAD = 4
 
 @njit(cache=True, nogil=True, fastmath=_FAST, error_model="numpy")
 def _psf_flux_kernel(image, variance, mask, badbits, xs, ys, psf_images, index, weight,
-                     out_f, out_e, out_a, out_c, out_n, edge, nogood):
+                     out_f, out_e, out_a, out_c, out_n, edge, nogood,
+                     fx0, fy0, fw, fh, foff, fval, fmsk):
     ny, nx = image.shape
+    scratch = np.empty_like(image[0])
     k = psf_images.shape[1]
     c = k // 2
     a = _LANCZOS_A
@@ -265,13 +277,15 @@ def _psf_flux_kernel(image, variance, mask, badbits, xs, ys, psf_images, index, 
         y0 = yi - c
         on_tile = x0 >= 0 and y0 >= 0 and x0 + k <= nx and y0 + k <= ny
         if on_tile and _clean_stamp_sums(image, variance, mask, has_mask, badbits, y0, x0,
-                                         model, sums):
+                                         model, sums, s, fx0, fy0, fw, fh, foff, fval, fmsk,
+                                         scratch):
             # the common case: the whole stamp is good
             spp = sums[1]
             f = sums[2] / spp
             chi2 = 0.0
             for i in range(k):
-                drow = image[y0 + i]
+                drow = source_row(image, y0 + i, x0, x0 + k - 1, s, fx0, fy0, fw, fh, foff,
+                                  fval, fmsk, scratch)
                 vrow = variance[y0 + i]
                 prow = model[i]
                 for j in range(k):
@@ -294,8 +308,10 @@ def _psf_flux_kernel(image, variance, mask, badbits, xs, ys, psf_images, index, 
         j_lo = max(0, -x0)
         j_hi = min(k, nx - x0)
         for i in range(i_lo, i_hi):
+            drow = source_row(image, y0 + i, x0 + j_lo, x0 + j_hi - 1, s, fx0, fy0, fw, fh,
+                              foff, fval, fmsk, scratch)
             for j in range(j_lo, j_hi):
-                d = np.float64(image[y0 + i, x0 + j])
+                d = np.float64(drow[x0 + j])
                 v = np.float64(variance[y0 + i, x0 + j])
                 good = (abs(d) < inf) & (v > 0.0) & (v < inf)
                 if has_mask:

@@ -64,7 +64,8 @@ def write_forced(
     config = config or ForcedPhotConfig()
     inputs = inputs or []
     fs, base = filesystem(root, storage_options)
-    columns = forced_columns(config)
+    deblended = any(c.startswith("undeblended_") for c in df.columns)
+    columns = forced_columns(config, deblended=deblended)
     expected = [c.name for c in columns]
     if df.columns != expected:
         missing = sorted(set(expected) - set(df.columns))
@@ -83,7 +84,7 @@ def write_forced(
         path = join(base, partition_path(band, tract, patch), PART_NAME)
         write_partition(fs, path, part, config, mine)
         written.append(path)
-    written.append(write_common_metadata(fs, base, config, inputs))
+    written.append(write_common_metadata(fs, base, config, inputs, deblended=deblended))
     return written
 
 
@@ -96,7 +97,8 @@ def write_partition(fs: Any, path: str, part: pl.DataFrame, config: ForcedPhotCo
     count.
     """
     unit = (inputs[0].get("flux_unit") if inputs else None) or "nJy"
-    table = _to_arrow(part, config, unit, inputs)
+    deblended = any(c.startswith("undeblended_") for c in part.columns)
+    table = _to_arrow(part, config, unit, inputs, deblended)
     buf = io.BytesIO()
     pq.write_table(table, buf, compression="zstd")
     put_atomic(fs, path, buf.getvalue())
@@ -104,27 +106,30 @@ def write_partition(fs: Any, path: str, part: pl.DataFrame, config: ForcedPhotCo
 
 
 def write_common_metadata(fs: Any, base: str, config: ForcedPhotConfig,
-                          inputs: list[dict[str, Any]]) -> str:
+                          inputs: list[dict[str, Any]], *, deblended: bool = False) -> str:
     """Write the dataset's ``_common_metadata`` (schema, config, provenance) under ``base``;
-    returns its path."""
+    returns its path. ``deblended``: the parts have the ``undeblended_`` columns."""
     buf = io.BytesIO()
-    pq.write_metadata(_schema_with_metadata(config, "nJy", inputs), buf)
+    pq.write_metadata(_schema_with_metadata(config, "nJy", inputs, deblended), buf)
     path = join(base, "_common_metadata")
     put_atomic(fs, path, buf.getvalue())
     return path
 
 
 @functools.lru_cache(maxsize=32)
-def _schema_and_yaml(config: ForcedPhotConfig, flux_unit: str) -> tuple[pa.Schema, str]:
+def _schema_and_yaml(config: ForcedPhotConfig, flux_unit: str, deblended: bool
+                     ) -> tuple[pa.Schema, str]:
     """The Arrow schema of a part and its astropy ``table_meta_yaml`` (building the YAML
-    costs tens of milliseconds, and both depend only on the config and the flux unit)."""
-    schema = arrow_schema(forced_columns(config, flux_unit=flux_unit), exclude=PARTITION_KEYS)
+    costs tens of milliseconds, and both depend only on the config, the flux unit and whether
+    the measurement was deblended)."""
+    schema = arrow_schema(forced_columns(config, flux_unit=flux_unit, deblended=deblended),
+                          exclude=PARTITION_KEYS)
     return schema, astropy_yaml(schema, {"colphot_config": config.to_dict()})
 
 
 def _schema_with_metadata(config: ForcedPhotConfig, flux_unit: str,
-                          inputs: list[dict[str, Any]]) -> pa.Schema:
-    schema, yaml_text = _schema_and_yaml(config, flux_unit)
+                          inputs: list[dict[str, Any]], deblended: bool) -> pa.Schema:
+    schema, yaml_text = _schema_and_yaml(config, flux_unit, deblended)
     return schema.with_metadata({
         METADATA_KEY: colphot_metadata(config, inputs),
         "table_meta_yaml": yaml_text,
@@ -132,6 +137,6 @@ def _schema_with_metadata(config: ForcedPhotConfig, flux_unit: str,
 
 
 def _to_arrow(part: pl.DataFrame, config: ForcedPhotConfig, flux_unit: str,
-              inputs: list[dict[str, Any]]) -> pa.Table:
-    schema = _schema_with_metadata(config, flux_unit, inputs)
+              inputs: list[dict[str, Any]], deblended: bool) -> pa.Table:
+    schema = _schema_with_metadata(config, flux_unit, inputs, deblended)
     return part.drop(list(PARTITION_KEYS)).to_arrow().cast(schema)

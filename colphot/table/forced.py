@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import os
 import warnings
-from typing import Any
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
@@ -12,17 +16,22 @@ import polars as pl
 from colphot.config import ForcedPhotConfig
 from colphot.exceptions import NoPsfWarning
 from colphot.measure.aperture import measure_apertures
+from colphot.measure.footprints import Footprints, footprint_mask_bits
 from colphot.measure.gaussian_flux import measure_gaussian_flux
 from colphot.measure.local_background import measure_local_background
 from colphot.measure.pixel_flags import gather_mask_bits, pixel_flags
 from colphot.measure.psf_flux import measure_psf_flux
 from colphot.references.load import validate_references
 from colphot.references.select import on_tile, sky_moments_to_pixel
+from colphot.table.deblend import Deblend, deblend_provenance, prepare_deblend
 from colphot.table.schema import forced_columns, polars_schema
 from colphot.tile.fits import AB_NJY_ZEROPOINT
 from colphot.tile.tile import Tile
 
-__all__ = ["forced_photometry", "spatial_order", "strip_height"]
+if TYPE_CHECKING:
+    from colphot._typing import PathLike, StorageOptions
+
+__all__ = ["forced_photometry", "provenance", "spatial_order", "strip_height"]
 
 
 def strip_height(config: ForcedPhotConfig) -> float:
@@ -47,6 +56,10 @@ def forced_photometry(
     tile: Tile,
     refs: pl.DataFrame | pl.LazyFrame,
     config: ForcedPhotConfig | None = None,
+    *,
+    in_band: pl.DataFrame | pl.LazyFrame | PathLike | None = None,
+    n_threads: int = 1,
+    storage_options: StorageOptions = None,
 ) -> pl.DataFrame:
     """Measure every reference object that falls on a tile, LSST ForcedPhotCoadd style.
 
@@ -59,6 +72,18 @@ def forced_photometry(
         (degrees, ICRS) and optionally ``parent`` and ``shape_xx/yy/xy`` (arcsec²).
     config
         Algorithms and parameters; defaults to :class:`ForcedPhotConfig()`.
+    in_band
+        In-band catalog with heavy footprints (``catalogs/in_band.yaml``): a polars frame or
+        a Parquet file, glob or hive root. Given, the measurement is deblended: every
+        top-level footprint is replaced by noise and each source measured with only its own
+        footprint inserted (LSST's NoiseReplacer); ``config.undeblended_plugins`` also run on
+        the original image as ``undeblended_`` columns. The tile's band/tract/patch select the
+        rows; every reference on the tile needs one.
+    n_threads
+        Threads that measure the sources (each kernel splits them; results do not depend on
+        it).
+    storage_options
+        fsspec options for a remote ``in_band``.
 
     Returns
     -------
@@ -66,18 +91,41 @@ def forced_photometry(
         One row per reference on the tile's pixels, columns as in
         ``catalogs/forced_source.yaml`` (fluxes in nJy, or the tile's unit if uncalibrated;
         positions in parent-frame pixels). A source that cannot be measured gets NaN and flags.
+
+    Raises
+    ------
+    MissingReferenceError
+        A reference on the tile has no in-band row for the tile.
+    ReferenceCatalogError
+        A bad reference or in-band catalog (the message names it, the column and ids).
     """
     config = config or ForcedPhotConfig()
+    if not isinstance(n_threads, int) or n_threads < 1:
+        raise ValueError(f"n_threads: expected an integer >= 1, got {n_threads!r}")
     refs = validate_references(refs)
     kept, x, y = on_tile(refs, tile.wcs, tile.shape)
     order = spatial_order(x, y, strip=strip_height(config))
     kept = kept[order]
     x = np.ascontiguousarray(x[order])
     y = np.ascontiguousarray(y[order])
-    columns = _measure(tile, kept, x, y, config)
-    schema = polars_schema(forced_columns(config))
+    deblend = None if in_band is None else prepare_deblend(
+        tile, kept, in_band, config, storage_options=storage_options)
+    columns = _measure(tile, kept, x, y, config, deblend, n_threads)
+    schema = polars_schema(forced_columns(config, deblended=deblend is not None))
     frame = pl.DataFrame({name: columns[name] for name in schema.names()}, schema=schema)
     return _restore_order(frame, order)
+
+
+def provenance(tile: Tile, config: ForcedPhotConfig | None = None, *,
+               in_band: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """What the output metadata records of a measured tile (``inputs`` of
+    :func:`colphot.write_forced`): :meth:`Tile.provenance`, plus for a deblended measurement
+    the in-band catalog's name and the noise replacement's source and seed."""
+    out = tile.provenance()
+    if in_band is not None:
+        name = in_band if isinstance(in_band, str) else os.fspath(in_band)
+        out["deblend"] = deblend_provenance(tile, config or ForcedPhotConfig(), name)
+    return out
 
 
 def _restore_order(frame: pl.DataFrame, order: np.ndarray) -> pl.DataFrame:
@@ -85,8 +133,24 @@ def _restore_order(frame: pl.DataFrame, order: np.ndarray) -> pl.DataFrame:
     return frame[np.argsort(order, kind="stable")]
 
 
+def _threaded(fn: Callable[[slice], Any], n: int, n_threads: int) -> Any:
+    """``fn(slice(0, n))``, or ``fn`` over ``n_threads`` contiguous slices in a thread pool with
+    the results joined (the kernels release the GIL)."""
+    if n_threads <= 1 or n < 2 * n_threads:
+        return fn(slice(0, n))
+    bounds = np.linspace(0, n, n_threads + 1).astype(np.int64)
+    with ThreadPoolExecutor(n_threads) as pool:
+        parts = list(pool.map(lambda i: fn(slice(bounds[i], bounds[i + 1])), range(n_threads)))
+    first = parts[0]
+    if isinstance(first, tuple):
+        return tuple(np.concatenate(p) for p in zip(*parts, strict=True))
+    return type(first)(**{f.name: np.concatenate([getattr(p, f.name) for p in parts])
+                          for f in dataclasses.fields(first)})
+
+
 def _measure(tile: Tile, refs: pl.DataFrame, x: np.ndarray, y: np.ndarray,
-             config: ForcedPhotConfig) -> dict[str, Any]:
+             config: ForcedPhotConfig, deblend: Deblend | None, n_threads: int
+             ) -> dict[str, Any]:
     n = x.size
     x0, y0 = tile.xy0
     calibrated = tile.flux_unit == "nJy"
@@ -109,17 +173,25 @@ def _measure(tile: Tile, refs: pl.DataFrame, x: np.ndarray, y: np.ndarray,
     if psf is None and needs_psf and n:
         warnings.warn(f"{tile.uri or 'tile'}: no PSF model; {sorted(needs_psf)} flagged "
                       "(_flag_noPsf) on every row", NoPsfWarning, stacklevel=3)
+    image = tile.image if deblend is None else deblend.image
+    fps = None if deblend is None else deblend.footprints
+
+    def own(sl: slice) -> Footprints | None:
+        return None if fps is None else fps.take(sl)
 
     if "psf_flux" in plugins:
-        out.update(_psf_columns(tile, x, y, config, calibrated))
+        out.update(_psf_columns(tile, image, x, y, config, calibrated, own, n_threads))
     if "aperture" in plugins:
-        res = measure_apertures(tile.image, tile.variance, x, y, config.aperture_radii,
-                                method=config.aperture_method, subpixels=config.subpixels)
-        for k, token in enumerate(config.aperture_names):
-            out[f"ap{token}Flux"] = res.flux[:, k]
-            out[f"ap{token}FluxErr"] = res.flux_err[:, k]
-            out[f"ap{token}Flux_flag"] = res.truncated[:, k]
-            out[f"ap{token}Flux_flag_apertureTruncated"] = res.truncated[:, k]
+        out.update(_aperture_columns(tile, image, x, y, config, own, n_threads))
+    if deblend is not None:
+        if "psf_flux" in config.undeblended_plugins:
+            cols = _psf_columns(tile, tile.image, x, y, config, calibrated, lambda sl: None,
+                                n_threads)
+            out.update({f"undeblended_{k}": v for k, v in cols.items()
+                        if k in _UNDEBLENDED_PSF})
+        if "aperture" in config.undeblended_plugins:
+            cols = _aperture_columns(tile, tile.image, x, y, config, lambda sl: None, n_threads)
+            out.update({f"undeblended_{k}": v for k, v in cols.items()})
     if "gaussian_flux" in plugins:
         shape_cols = ("shape_xx", "shape_yy", "shape_xy")
         if all(c in refs.columns for c in shape_cols):
@@ -127,7 +199,9 @@ def _measure(tile: Tile, refs: pl.DataFrame, x: np.ndarray, y: np.ndarray,
             ixx, iyy, ixy = sky_moments_to_pixel(tile.wcs, x, y, *sky)
         else:
             ixx = iyy = ixy = np.full(n, np.nan)
-        res = measure_gaussian_flux(tile.image, tile.variance, x, y, ixx, iyy, ixy)
+        res = _threaded(lambda sl: measure_gaussian_flux(
+            image, tile.variance, x[sl], y[sl], ixx[sl], iyy[sl], ixy[sl], footprints=own(sl)),
+            n, n_threads)
         out["gaussianFlux"] = res.flux
         out["gaussianFluxErr"] = res.flux_err
         out["gaussianFlux_flag"] = res.flag
@@ -135,12 +209,13 @@ def _measure(tile: Tile, refs: pl.DataFrame, x: np.ndarray, y: np.ndarray,
     if "local_background" in plugins:
         if psf is not None:
             sigma = psf.sigma_at(x, y)
-            res = measure_local_background(
-                tile.image, tile.mask, x, y, config.local_background_inner * sigma,
-                config.local_background_outer * sigma,
-                bad_mask_bits=tile.mask_bits(config.local_background_bad_mask_planes),
-                n_sigma=config.local_background_n_sigma, n_iter=config.local_background_n_iter,
-            )
+            inner = config.local_background_inner * sigma
+            outer = config.local_background_outer * sigma
+            bits = tile.mask_bits(config.local_background_bad_mask_planes)
+            res = _threaded(lambda sl: measure_local_background(
+                image, tile.mask, x[sl], y[sl], inner[sl], outer[sl], bad_mask_bits=bits,
+                n_sigma=config.local_background_n_sigma,
+                n_iter=config.local_background_n_iter, footprints=own(sl)), n, n_threads)
             out["localBackground_instFlux"] = res.level
             out["localBackground_instFluxErr"] = res.scatter
             out["localBackground_flag"] = res.flag
@@ -153,22 +228,55 @@ def _measure(tile: Tile, refs: pl.DataFrame, x: np.ndarray, y: np.ndarray,
             out["localBackground_flag_noGoodPixels"] = np.zeros(n, dtype=bool)
             out["localBackground_flag_noPsf"] = np.ones(n, dtype=bool)
     if "pixel_flags" in plugins:
-        half = psf.size // 2 if psf is not None else config.footprint_radius
-        mask = tile.mask if tile.mask is not None else np.zeros(tile.shape, dtype=np.uint32)
-        foot, cent, off = gather_mask_bits(mask, x, y, half)
-        ny, nx = tile.shape
-        xi = np.floor(x + 0.5)
-        yi = np.floor(y + 0.5)
-        flags = pixel_flags(foot, cent, off, tile.mask_planes)
-        # a footprint cut by the tile border is at the edge of the usable region
-        flags["pixelFlags_edge"] |= (xi - half < 0) | (yi - half < 0) | (xi + half > nx - 1) \
-            | (yi + half > ny - 1)
-        out.update(flags)
+        out.update(_pixel_flag_columns(tile, x, y, config, fps))
     return out
 
 
-def _psf_columns(tile: Tile, x: np.ndarray, y: np.ndarray, config: ForcedPhotConfig,
-                 calibrated: bool) -> dict[str, Any]:
+#: PSF-flux columns that have an ``undeblended_`` copy.
+_UNDEBLENDED_PSF = ("psfFlux", "psfFluxErr", "psfFlux_flag", "psfFlux_flag_edge",
+                    "psfFlux_flag_noGoodPixels", "psfFlux_flag_noPsf")
+
+
+def _aperture_columns(tile: Tile, image: np.ndarray, x: np.ndarray, y: np.ndarray,
+                      config: ForcedPhotConfig, own: Callable[[slice], Footprints | None],
+                      n_threads: int) -> dict[str, Any]:
+    res = _threaded(lambda sl: measure_apertures(
+        image, tile.variance, x[sl], y[sl], config.aperture_radii, method=config.aperture_method,
+        subpixels=config.subpixels, footprints=own(sl)), x.size, n_threads)
+    out: dict[str, Any] = {}
+    for k, token in enumerate(config.aperture_names):
+        out[f"ap{token}Flux"] = res.flux[:, k]
+        out[f"ap{token}FluxErr"] = res.flux_err[:, k]
+        out[f"ap{token}Flux_flag"] = res.truncated[:, k]
+        out[f"ap{token}Flux_flag_apertureTruncated"] = res.truncated[:, k]
+    return out
+
+
+def _pixel_flag_columns(tile: Tile, x: np.ndarray, y: np.ndarray, config: ForcedPhotConfig,
+                        footprints: Footprints | None) -> dict[str, Any]:
+    """Mask bits in each source's footprint (its in-band footprint when deblended, else the
+    PSF model's box) and in its 3 x 3 centre."""
+    psf = tile.psf
+    half = psf.size // 2 if psf is not None else config.footprint_radius
+    mask = tile.mask if tile.mask is not None else np.zeros(tile.shape, dtype=np.uint32)
+    foot, cent, off = gather_mask_bits(mask, x, y, 1 if footprints is not None else half)
+    ny, nx = tile.shape
+    if footprints is not None:
+        foot = footprint_mask_bits(mask, footprints)
+        cut = footprints.clipped
+    else:
+        xi = np.floor(x + 0.5)
+        yi = np.floor(y + 0.5)
+        cut = (xi - half < 0) | (yi - half < 0) | (xi + half > nx - 1) | (yi + half > ny - 1)
+    flags = pixel_flags(foot, cent, off, tile.mask_planes)
+    # a footprint cut by the tile border is at the edge of the usable region
+    flags["pixelFlags_edge"] |= cut
+    return flags
+
+
+def _psf_columns(tile: Tile, image: np.ndarray, x: np.ndarray, y: np.ndarray,
+                 config: ForcedPhotConfig, calibrated: bool,
+                 own: Callable[[slice], Footprints | None], n_threads: int) -> dict[str, Any]:
     n = x.size
     psf = tile.psf
     if psf is None:
@@ -181,8 +289,10 @@ def _psf_columns(tile: Tile, x: np.ndarray, y: np.ndarray, config: ForcedPhotCon
             "psfFlux_flag_noPsf": np.ones(n, dtype=bool), "psfMag": nan, "psfMagErr": nan,
         }
     index, weight = psf.weights(x, y)
-    res = measure_psf_flux(tile.image, tile.variance, tile.mask, x, y, psf.images, index, weight,
-                           bad_mask_bits=tile.mask_bits(config.psf_bad_mask_planes))
+    bits = tile.mask_bits(config.psf_bad_mask_planes)
+    res = _threaded(lambda sl: measure_psf_flux(
+        image, tile.variance, tile.mask, x[sl], y[sl], psf.images, index[sl], weight[sl],
+        bad_mask_bits=bits, footprints=own(sl)), n, n_threads)
     if calibrated:
         with np.errstate(invalid="ignore", divide="ignore"):
             positive = res.flux > 0

@@ -31,15 +31,18 @@ class Column:
     producer: str
 
 
-def forced_columns(config: ForcedPhotConfig | None = None, *, flux_unit: str = "nJy"
-                   ) -> list[Column]:
+def forced_columns(config: ForcedPhotConfig | None = None, *, flux_unit: str = "nJy",
+                   deblended: bool = False) -> list[Column]:
     """The forced-source columns, in order, for the algorithms ``config`` runs.
 
     Aperture templates are expanded for every radius; ``flux_unit`` replaces ``nJy`` for tiles
-    measured in their own units.
+    measured in their own units. ``deblended`` (an in-band catalog was given) adds the
+    ``undeblended_`` columns of ``config.undeblended_plugins``.
     """
     config = config or ForcedPhotConfig()
     active = {"identity", *config.plugins}
+    if deblended:
+        active |= {f"undeblended_{p}" for p in config.undeblended_plugins}
     out: list[Column] = []
     for col in load_catalog("forced_source")["columns"]:
         if col["producer"] not in active:
