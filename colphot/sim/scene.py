@@ -23,7 +23,7 @@ from colphot.tile.psf import bilinear_weights
 from colphot.tile.write import DEFAULT_MASK_PLANES
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
 __all__ = [
     "MASK_PLANES",
@@ -40,6 +40,7 @@ __all__ = [
     "gaussian",
     "psf_image",
     "psf_stamp_size",
+    "render_boxes",
     "render_model",
     "render_tile",
 ]
@@ -274,8 +275,49 @@ def render_model(shape: tuple[int, int], sources: Sources, psf: GriddedPsf) -> n
         ``(ny, nx)`` float64 model, nJy per pixel.
     """
     model = np.zeros(shape, dtype=np.float64)
+    for k, amp, cxx, cyy, cxy in _source_gaussians(sources, psf):
+        _add_gaussians(model, sources.x[k], sources.y[k], amp, cxx, cyy, cxy)
+    return model
+
+
+def render_boxes(boxes: np.ndarray, sources: Sources, psf: GriddedPsf) -> list[np.ndarray]:
+    """Noise-free image of each source alone on its own box of the tile.
+
+    Source ``k`` is drawn as :func:`render_model` draws it on the whole tile (the PSF at its
+    tile position), on the box ``boxes[k] = (i0, j0, ny, nx)``: tile pixels ``[i0:i0 + ny,
+    j0:j0 + nx]``. Equal to that region of ``render_model`` of the tile to rounding (the
+    offsets are taken from the box origin).
+
+    Parameters
+    ----------
+    boxes
+        ``(m, 4)`` integer boxes ``(i0, j0, ny, nx)``, tile array pixels (may reach off the
+        tile).
+    sources
+        The ``m`` sources, tile array coordinates.
+    psf
+        The tile's PSF.
+
+    Returns
+    -------
+    list of numpy.ndarray
+        ``m`` float64 images of shape ``(ny_k, nx_k)``, nJy per pixel.
+    """
+    boxes = np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
+    if boxes.shape[0] != len(sources):
+        raise ValueError(f"boxes: expected {len(sources)} boxes, got {boxes.shape[0]}")
+    out = [np.zeros((int(b[2]), int(b[3])), dtype=np.float64) for b in boxes]
+    for k, amp, cxx, cyy, cxy in _source_gaussians(sources, psf):
+        i0, j0 = int(boxes[k, 0]), int(boxes[k, 1])
+        _add_gaussians(out[k], sources.x[k] - j0, sources.y[k] - i0, amp, cxx, cyy, cxy)
+    return out
+
+
+def _source_gaussians(sources: Sources, psf: GriddedPsf
+                      ) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """``(k, amp, cxx, cyy, cxy)``: the Gaussian components of each source ``k`` (nJy, px²)."""
     if len(sources) == 0:
-        return model
+        return
     index, weight = psf.weights(sources.x, sources.y)
     s2 = psf.sample_sigma[index] ** 2  # (m, 4)
     fracs = np.array([1.0 - WING_FLUX, WING_FLUX])
@@ -287,18 +329,27 @@ def render_model(shape: tuple[int, int], sources: Sources, psf: GriddedPsf) -> n
         cxx = sources.qxx[k] + var
         cyy = sources.qyy[k] + var
         cxy = np.full_like(var, sources.qxy[k])
-        _add_gaussians(model, sources.x[k], sources.y[k], amp, cxx, cyy, cxy)
-    return model
+        yield k, amp, cxx, cyy, cxy
 
 
 def _add_gaussians(model: np.ndarray, x: float, y: float, amp: np.ndarray, cxx: np.ndarray,
                    cyy: np.ndarray, cxy: np.ndarray) -> None:
-    """Add ``sum_c amp_c N(cov_c)`` centred at ``(x, y)`` to ``model`` in place."""
+    """Add ``sum_c amp_c N(cov_c)`` centred at ``(x, y)`` to ``model`` in place.
+
+    The stamp reaches :data:`STAMP_SIGMAS` times the widest component's major-axis sigma around
+    the pixel nearest ``(x, y)``. Each Gaussian factors as ``exp(a dx²) exp(b dy²)
+    exp(c dx dy)``: the first two are per column and per row, so an axis-aligned sum is one
+    matrix product and only the cross term is evaluated per pixel.
+    """
     ny, nx = model.shape
     if not (math.isfinite(x) and math.isfinite(y)):
         return
-    half = float(np.sqrt(0.5 * (cxx + cyy) + np.sqrt(0.25 * (cxx - cyy) ** 2 + cxy**2)).max())
-    half = int(math.ceil(STAMP_SIGMAS * half))
+    aligned = not cxy.any()
+    if aligned:
+        major2 = float(np.maximum(cxx, cyy).max())
+    else:
+        major2 = float((0.5 * (cxx + cyy) + np.sqrt(0.25 * (cxx - cyy) ** 2 + cxy**2)).max())
+    half = int(math.ceil(STAMP_SIGMAS * math.sqrt(major2)))
     xc, yc = math.floor(x + 0.5), math.floor(y + 0.5)
     j0, j1 = max(xc - half, 0), min(xc + half + 1, nx)
     i0, i1 = max(yc - half, 0), min(yc + half + 1, ny)
@@ -306,19 +357,17 @@ def _add_gaussians(model: np.ndarray, x: float, y: float, amp: np.ndarray, cxx: 
         return
     dx = np.arange(j0, j1, dtype=np.float64) - x
     dy = np.arange(i0, i1, dtype=np.float64) - y
-    if not np.any(cxy):
-        # axis-aligned: each Gaussian is an outer product, the sum one matrix product
-        gx = np.exp(-0.5 * dx[None, :] ** 2 / cxx[:, None]) / np.sqrt(2 * math.pi * cxx)[:, None]
-        gy = np.exp(-0.5 * dy[None, :] ** 2 / cyy[:, None]) / np.sqrt(2 * math.pi * cyy)[:, None]
-        model[i0:i1, j0:j1] += (amp[:, None] * gy).T @ gx
-        return
     det = cxx * cyy - cxy * cxy
-    ddx = dx[None, None, :]
-    ddy = dy[None, :, None]
-    q = (cyy[:, None, None] * ddx * ddx + cxx[:, None, None] * ddy * ddy
-         - 2.0 * cxy[:, None, None] * ddx * ddy) / det[:, None, None]
     norm = amp / (2.0 * math.pi * np.sqrt(det))
-    model[i0:i1, j0:j1] += np.tensordot(norm, np.exp(-0.5 * q), axes=1)
+    gx = np.exp(np.multiply.outer(-0.5 * cyy / det, dx * dx))  # (c, w)
+    gy = np.exp(np.multiply.outer(-0.5 * cxx / det, dy * dy))  # (c, h)
+    if aligned:
+        model[i0:i1, j0:j1] += (norm[:, None] * gy).T @ gx
+        return
+    cross = np.exp(np.multiply.outer(cxy / det, np.multiply.outer(dy, dx)))  # (c, h, w)
+    cross *= (norm[:, None] * gy)[:, :, None]
+    cross *= gx[:, None, :]
+    model[i0:i1, j0:j1] += cross.sum(axis=0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -422,13 +471,12 @@ def apply_defects(image: np.ndarray, variance: np.ndarray, model: np.ndarray, de
 
     for x, y_start, y_stop, value in defects.bad_columns:
         if 0 <= x < nx:
-            rows = slice(max(int(y_start), 0), min(int(y_stop), ny))
+            rows = _span(y_start, y_stop, ny)
             image[rows, int(x)] = value
             mask[rows, int(x)] |= bit["BAD"]
 
     for x_start, x_stop, y_start, y_stop in defects.no_data:
-        box = (slice(max(int(y_start), 0), min(int(y_stop), ny)),
-               slice(max(int(x_start), 0), min(int(x_stop), nx)))
+        box = (_span(y_start, y_stop, ny), _span(x_start, x_stop, nx))
         image[box] = np.nan
         variance[box] = np.inf
         mask[box] = (mask[box] & ~bit["DETECTED"]) | bit["NO_DATA"]
@@ -438,6 +486,13 @@ def apply_defects(image: np.ndarray, variance: np.ndarray, model: np.ndarray, de
         for border in (np.s_[:w, :], np.s_[-w:, :], np.s_[:, :w], np.s_[:, -w:]):
             mask[border] |= bit["EDGE"]
     return image, variance, mask
+
+
+def _span(start: float, stop: float, n: int) -> slice:
+    """``[start, stop)`` clipped to ``[0, n)``: empty when the range misses the axis (a
+    negative ``stop`` must not count from the end)."""
+    lo = min(max(int(start), 0), n)
+    return slice(lo, max(min(int(stop), n), lo))
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,15 @@ Layout written under ``out`` (a local folder or an fsspec URL)::
 
     tiles/{band}/{tract}/{patch}.fits        afw Exposure layout (colphot.tile.write)
     refs/tract=0/patch={patch}/part-0.parquet reference catalog (catalogs/reference.yaml)
-    truth.parquet                            id, is_star, {band}_flux_true (nJy), ...
+    in_band/band={band}/tract=0/patch={patch}/part-0.parquet
+                                             in-band catalog with heavy footprints
+                                             (catalogs/in_band.yaml, colphot.sim.blends)
+    truth.parquet                            id, is_star, {band}_flux_true (nJy), parent, ...
+
+Objects whose detection discs overlap form blends (:mod:`colphot.sim.blends`): the reference
+catalog gives each child its blend's parent id, and the in-band catalogs carry the parents' and
+children's heavy footprints as a perfect flux-conserving deblender would split them. Besides the
+random field objects, designed star pairs and triples test the deblending.
 
 Pixel coordinates are 0-based. The tract frame has its own TAN WCS (ICRS, north up, east left);
 a patch tile is a window of it whose array pixel ``[0, 0]`` is tract pixel ``xy0``.
@@ -23,6 +31,7 @@ import polars as pl
 from astropy.wcs import WCS
 
 from colphot._fs import join, put_url
+from colphot.sim.blends import FWHM_PER_SIGMA, blend_families, footprint_radius, in_band_frame
 from colphot.sim.scene import (
     MASK_PLANES,
     Defects,
@@ -82,6 +91,9 @@ EDGE_WIDTH = 4  # pixels
 _NO_DATA_HEIGHT = 40  # pixels: height of the lower-left NO_DATA strip
 REF_BAND = "r"
 FIRST_ID = 1_000_000
+FIRST_PARENT_ID = 2_000_000_000
+BLEND_MARGIN = 60.0  # pixels: designed blends keep this far from the tract edge and NO_DATA
+IN_BAND_TEMPLATE = "in_band/band={band}/tract={tract}/patch={patch}/part-0.parquet"
 
 
 @dataclass(frozen=True)
@@ -121,6 +133,11 @@ class SurveyInfo:
         ``{root}/tiles/{band}/{tract}/{patch}.fits`` with the placeholders left in.
     refs_root
         Root of the hive-partitioned reference Parquet (``tract=…/patch=…``).
+    in_band_root
+        Root of the hive-partitioned in-band catalogs (``band=…/tract=…/patch=…``).
+    in_band_template
+        ``{root}/in_band/band={band}/tract={tract}/patch={patch}/part-0.parquet`` with the
+        placeholders left in.
     truth_path
         The truth Parquet file.
     tile_paths
@@ -138,6 +155,8 @@ class SurveyInfo:
     root: str
     tiles_template: str
     refs_root: str
+    in_band_root: str
+    in_band_template: str
     truth_path: str
     tile_paths: list[str]
     bands: tuple[str, ...]
@@ -158,6 +177,7 @@ def make_survey(
     overlap: int = 100,
     n_stars: int = 800,
     n_galaxies: int = 1200,
+    n_blends: int = 60,
     storage_options: StorageOptions = None,
 ) -> SurveyInfo:
     """Simulate one tract of overlapping patches and write tiles, references and truth.
@@ -182,6 +202,18 @@ def make_survey(
         Randomly placed objects (r from 18 to 24 AB for stars, 20 to 25 AB for galaxies).
         A few stars on defects are added per patch: on bad columns, saturated, in and near
         the NO_DATA strip, at the tract edge (truth column ``defect``).
+    n_blends
+        Designed star groups (0: none): two thirds pairs, one third triples, at least
+        60 px from the tract edge and the NO_DATA strips, members 1 to 3 PSF FWHM of the
+        reference band apart (FWHM = 2.355 x its largest core sigma), brightest member r
+        from 18 to 20.5 AB and the others 1 to 20 times fainter (truth ``designed_blend``);
+        each group goes where it blends with no other object when a few hundred random
+        positions allow, else anywhere in bounds. Every object gets a detection disc
+        (:func:`colphot.sim.blends.footprint_radius`, the largest over the bands); objects
+        whose discs overlap, transitively, are the children of a blend parent with an id
+        from 2 000 000 000 up (the reference catalog's ``parent``; parents are not
+        reference rows). Each tile gets an in-band catalog with the heavy footprints of
+        every object and parent touching it.
     storage_options
         fsspec options for a remote ``out``.
 
@@ -199,18 +231,28 @@ def make_survey(
         raise ValueError(f"n_patches: expected at least one patch, got {n_patches!r}")
     if not 0 <= overlap < patch_size:
         raise ValueError(f"overlap: expected 0 <= overlap < patch_size, got {overlap}")
+    if n_blends < 0:
+        raise ValueError(f"n_blends: expected a count >= 0, got {n_blends}")
     root = str(out).rstrip("/")
     geometries = patch_layout((npx, npy), patch_size, overlap)
     shape = (npy * (patch_size - overlap) + overlap, npx * (patch_size - overlap) + overlap)
     wcs = tract_wcs(shape)
+    ref_band = REF_BAND if REF_BAND in bands else bands[0]
+    fwhm = FWHM_PER_SIGMA * max(BAND_SPECS[ref_band].psf_sigma)
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0]))
     truth = _objects(rng, shape, geometries, bands, n_stars, n_galaxies)
+    field_radius = _radius({b: truth[f"{b}_flux_true"] for b in bands}, truth["qxx"],
+                           truth["qyy"])
+    designed = _designed_blends(np.random.default_rng(np.random.SeedSequence([seed, 2])),
+                                shape, n_blends, fwhm, bands,
+                                (truth["x"], truth["y"], field_radius))
+    _add_designed(truth, designed, bands, rng)
+    _blend_columns(truth, bands, ref_band, fwhm)
     defects = _tract_defects(shape, geometries, truth)
     ra, dec = wcs.pixel_to_world_values(truth["x"], truth["y"])
     truth["coord_ra"] = np.asarray(ra, dtype=np.float64)
     truth["coord_dec"] = np.asarray(dec, dtype=np.float64)
     truth["patch"] = assign_patch(truth["x"], truth["y"], geometries)
-    ref_band = REF_BAND if REF_BAND in bands else bands[0]
 
     psfs = {(b, g.patch): _tile_psf(BAND_SPECS[b], g) for b in bands for g in geometries}
     core_var = np.zeros(truth["x"].size)
@@ -221,11 +263,13 @@ def make_survey(
 
     tile_paths = []
     template = join(root, "tiles/{band}/{tract}/{patch}.fits")
+    in_band_template = join(root, IN_BAND_TEMPLATE)
     for ib, band in enumerate(bands):
         spec = BAND_SPECS[band]
         for g in geometries:
             path = template.format(band=band, tract=TRACT, patch=g.patch)
-            _write_patch_tile(path, band, ib, spec, g, wcs, truth, defects, psfs[(band, g.patch)],
+            _write_patch_tile(path, in_band_template.format(band=band, tract=TRACT, patch=g.patch),
+                              band, ib, spec, g, wcs, truth, defects, psfs[(band, g.patch)],
                               seed=seed, storage_options=storage_options)
             tile_paths.append(path)
 
@@ -238,7 +282,9 @@ def make_survey(
     truth_path = join(root, "truth.parquet")
     _write_parquet(_truth_frame(truth, bands), truth_path, storage_options)
     return SurveyInfo(
-        root=root, tiles_template=template, refs_root=refs_root, truth_path=truth_path,
+        root=root, tiles_template=template, refs_root=refs_root,
+        in_band_root=join(root, "in_band"), in_band_template=in_band_template,
+        truth_path=truth_path,
         tile_paths=tile_paths, bands=bands, tract=TRACT, patches=[g.patch for g in geometries],
         n_objects=refs.height, tract_shape=shape, pixel_scale=PIXEL_SCALE,
     )
@@ -351,9 +397,127 @@ def _defect_stars(shape: tuple[int, int], geometries: list[PatchGeometry]
     return stars
 
 
+@dataclass(frozen=True)
+class DesignedBlends:
+    """Stars of the designed groups, tract pixels.
+
+    Attributes
+    ----------
+    x, y
+        ``(m,)`` positions, tract pixels.
+    mag_r
+        ``(m,)`` r magnitudes, AB.
+    colour
+        ``(m,)`` colours in [0, 1] (see :class:`BandSpec`).
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    mag_r: np.ndarray
+    colour: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.x.size)
+
+
+def _allowed(x: np.ndarray, y: np.ndarray, shape: tuple[int, int], margin: float) -> np.ndarray:
+    """Positions at least ``margin`` pixels from the tract edge and the NO_DATA strips."""
+    ny, nx = shape
+    ok = (x >= margin) & (x <= nx - 1.0 - margin) & (y >= margin) & (y <= ny - 1.0 - margin)
+    for x_start, x_stop, y_start, y_stop in _no_data_strips(shape):
+        # distance to the strip's pixel area [start - 0.5, stop - 0.5]
+        dx = np.maximum(np.maximum(x_start - 0.5 - x, x - (x_stop - 0.5)), 0.0)
+        dy = np.maximum(np.maximum(y_start - 0.5 - y, y - (y_stop - 0.5)), 0.0)
+        ok &= dx * dx + dy * dy >= margin * margin
+    return ok
+
+
+def _band_flux(mag_r: np.ndarray, colour: np.ndarray, band: str) -> np.ndarray:
+    """True flux in ``band`` of objects of r magnitude ``mag_r`` and ``colour``, nJy."""
+    spec = BAND_SPECS[band]
+    return 10.0 ** (-0.4 * (mag_r + spec.offset + spec.slope * colour - AB_NJY_ZEROPOINT))
+
+
+def _radius(fluxes: dict[str, np.ndarray], qxx: np.ndarray, qyy: np.ndarray) -> np.ndarray:
+    """Detection-disc radius, pixels: the largest :func:`footprint_radius` over the bands of
+    ``fluxes`` (band -> nJy), each with its largest PSF core sigma and its sky noise."""
+    radius = np.zeros(np.shape(qxx))
+    for band, flux in fluxes.items():
+        spec = BAND_SPECS[band]
+        radius = np.maximum(radius, footprint_radius(flux, qxx, qyy, max(spec.psf_sigma),
+                                                     spec.sky_sigma))
+    return radius
+
+
+def _designed_blends(rng: np.random.Generator, shape: tuple[int, int], n_blends: int,
+                     fwhm: float, bands: tuple[str, ...],
+                     others: tuple[np.ndarray, np.ndarray, np.ndarray], *,
+                     margin: float = BLEND_MARGIN, tries: int = 256, batch: int = 16
+                     ) -> DesignedBlends:
+    """Designed star groups: ``n_blends`` groups, two thirds pairs and one third triples.
+
+    A group is a chain: each star after the first lies 1 to 3 ``fwhm`` (pixels) from the one
+    before, a triple's third star on the side away from the first (so it is at least
+    sqrt(2) FWHM from it). The brightest star, a random one of the group, has r uniform in
+    18-20.5 AB; each other one is fainter by a factor log-uniform in 1-20; colours are uniform
+    in [0, 1]. Every star is at least ``margin`` pixels from the tract edge and the NO_DATA
+    strips. The group is put where its stars' detection discs miss those of ``others``
+    (``(x, y, radius)`` of the objects already placed, tract pixels) and of the groups before
+    it, by 2 pixels, when one of ``tries`` random positions allows; otherwise at the first
+    position that keeps the margin (it then blends with its neighbours).
+    """
+    sizes = np.where(np.arange(n_blends) < round(n_blends * 2 / 3), 2, 3)
+    ox, oy, orad = (np.asarray(v, dtype=np.float64) for v in others)
+    xs, ys, mags, colours = [], [], [], []
+    for size in sizes:
+        sep = rng.uniform(1.0, 3.0, size - 1) * fwhm
+        theta = rng.uniform(0.0, 2.0 * math.pi)
+        turn = rng.uniform(-0.5 * math.pi, 0.5 * math.pi, size - 2)
+        angles = theta + np.concatenate([[0.0], np.cumsum(turn)])
+        dx = np.concatenate([[0.0], np.cumsum(sep * np.cos(angles))])
+        dy = np.concatenate([[0.0], np.cumsum(sep * np.sin(angles))])
+        ratio = np.exp(rng.uniform(0.0, math.log(20.0), size))
+        ratio[rng.integers(size)] = 1.0
+        mag = rng.uniform(18.0, 20.5) + 2.5 * np.log10(ratio)
+        colour = rng.uniform(0.0, 1.0, size)
+        radius = _radius({b: _band_flux(mag, colour, b) for b in bands}, np.zeros(size),
+                         np.zeros(size))
+        ax = rng.uniform(0.0, shape[1] - 1.0, tries)
+        ay = rng.uniform(0.0, shape[0] - 1.0, tries)
+        ok = np.flatnonzero(np.all(_allowed(ax[:, None] + dx, ay[:, None] + dy, shape, margin),
+                                   axis=1))
+        if ok.size == 0:
+            raise ValueError(
+                f"n_blends: no room for designed blends {margin:g} px from the edges and the "
+                f"NO_DATA strips of a {shape[1]} x {shape[0]} px tract; use n_blends=0")
+        chosen = int(ok[0])
+        for start in range(0, ok.size, batch):
+            cand = ok[start:start + batch]
+            mx = (ax[cand, None] + dx)[:, :, None]  # (c, size, 1)
+            my = (ay[cand, None] + dy)[:, :, None]
+            reach = radius[None, :, None] + orad[None, None, :] + 2.0
+            clear = np.all((mx - ox) ** 2 + (my - oy) ** 2 >= reach**2, axis=(1, 2))
+            if clear.any():
+                chosen = int(cand[np.argmax(clear)])
+                break
+        gx, gy = ax[chosen] + dx, ay[chosen] + dy
+        ox, oy, orad = (np.concatenate([ox, gx]), np.concatenate([oy, gy]),
+                        np.concatenate([orad, radius]))
+        xs.append(gx)
+        ys.append(gy)
+        mags.append(mag)
+        colours.append(colour)
+
+    def cat(parts: list[np.ndarray]) -> np.ndarray:
+        return np.concatenate(parts) if parts else np.zeros(0)
+
+    return DesignedBlends(cat(xs), cat(ys), cat(mags), cat(colours))
+
+
 def _objects(rng: np.random.Generator, shape: tuple[int, int], geometries: list[PatchGeometry],
              bands: tuple[str, ...], n_stars: int, n_galaxies: int) -> dict[str, np.ndarray]:
-    """Truth columns: positions (tract pixels), kind, intrinsic moments, per-band fluxes."""
+    """Truth columns of the field: positions (tract pixels), kind, intrinsic moments, per-band
+    fluxes (nJy) of the random stars, random galaxies and defect stars."""
     ny, nx = shape
     placed = _defect_stars(shape, geometries)
     n_def = len(placed)
@@ -375,12 +539,68 @@ def _objects(rng: np.random.Generator, shape: tuple[int, int], geometries: list[
         "id": FIRST_ID + rng.permutation(n).astype(np.int64),
         "x": x, "y": y, "is_star": is_star, "qxx": qxx, "qyy": qyy, "qxy": qxy,
         "defect": np.array([""] * (n - n_def) + [p[3] for p in placed], dtype=object),
+        "designed_blend": np.zeros(n, dtype=bool),
     }
     for band in bands:
-        spec = BAND_SPECS[band]
-        mag = mag_r + spec.offset + spec.slope * colour
-        truth[f"{band}_flux_true"] = 10.0 ** (-0.4 * (mag - AB_NJY_ZEROPOINT))
+        truth[f"{band}_flux_true"] = _band_flux(mag_r, colour, band)
     return truth
+
+
+def _add_designed(truth: dict[str, np.ndarray], designed: DesignedBlends,
+                  bands: tuple[str, ...], rng: np.random.Generator) -> None:
+    """Append the designed stars to ``truth`` in place, with ids after the field's (in a
+    random order drawn from ``rng``)."""
+    m = len(designed)
+    n = truth["id"].size
+    zeros = np.zeros(m)
+    extra: dict[str, np.ndarray] = {
+        "id": FIRST_ID + n + rng.permutation(m).astype(np.int64),
+        "x": designed.x, "y": designed.y, "is_star": np.ones(m, dtype=bool),
+        "qxx": zeros, "qyy": zeros, "qxy": zeros,
+        "defect": np.array([""] * m, dtype=object),
+        "designed_blend": np.ones(m, dtype=bool),
+        **{f"{b}_flux_true": _band_flux(designed.mag_r, designed.colour, b) for b in bands},
+    }
+    for name, value in extra.items():
+        truth[name] = np.concatenate([truth[name], value])
+
+
+def _blend_columns(truth: dict[str, np.ndarray], bands: tuple[str, ...], ref_band: str,
+                   fwhm: float) -> None:
+    """Add footprint radii, families, parents and blend truth to ``truth`` in place.
+
+    ``radius`` (pixels) is the largest :func:`footprint_radius` over ``bands`` (each with its
+    largest PSF core sigma and its sky noise); ``family`` labels overlapping discs; a family of
+    two or more gets ``parent`` ids from :data:`FIRST_PARENT_ID` up (0 when isolated),
+    ``blend_size`` its member count, and each member the reference-band flux ratio and the
+    distance (in ``fwhm`` units) of its blend's nearest other member (NaN when isolated).
+    """
+    radius = _radius({b: truth[f"{b}_flux_true"] for b in bands}, truth["qxx"], truth["qyy"])
+    family = blend_families(truth["x"], truth["y"], radius)
+    size = np.bincount(family)
+    blended = size >= 2
+    parent_of_family = np.zeros(size.size, dtype=np.int64)
+    parent_of_family[blended] = FIRST_PARENT_ID + np.arange(int(blended.sum()), dtype=np.int64)
+    truth["radius"] = radius
+    truth["family"] = family
+    truth["parent"] = parent_of_family[family]
+    truth["blend_size"] = size[family].astype(np.int64)
+
+    ratio = np.full(family.size, np.nan)
+    sep = np.full(family.size, np.nan)
+    members = np.flatnonzero(blended[family])
+    if members.size:
+        mx, my, mf = truth["x"][members], truth["y"][members], family[members]
+        flux = truth[f"{ref_band}_flux_true"][members]
+        for start in range(0, members.size, 512):
+            rows = np.arange(start, min(start + 512, members.size))
+            d2 = (mx[rows, None] - mx[None]) ** 2 + (my[rows, None] - my[None]) ** 2
+            d2[(mf[rows, None] != mf[None]) | (rows[:, None] == np.arange(members.size))] = np.inf
+            near = np.argmin(d2, axis=1)
+            ratio[members[rows]] = flux[near] / flux[rows]
+            sep[members[rows]] = np.sqrt(d2[np.arange(rows.size), near]) / fwhm
+    truth["neighbour_flux_ratio"] = ratio
+    truth["neighbour_sep_fwhm"] = sep
 
 
 # --------------------------------------------------------------------------------------------
@@ -397,13 +617,18 @@ def _bad_columns(g: PatchGeometry) -> tuple[tuple[int, int, int, float], ...]:
     )
 
 
+def _no_data_strips(shape: tuple[int, int]) -> tuple[tuple[int, int, int, int], ...]:
+    """The two NO_DATA corner strips, ``(x_start, x_stop, y_start, y_stop)`` tract pixels."""
+    ny, nx = shape
+    return ((0, nx // 4, 0, _NO_DATA_HEIGHT), (nx - nx // 4, nx, ny - 30, ny))
+
+
 def _tract_defects(shape: tuple[int, int], geometries: list[PatchGeometry],
                    truth: dict[str, np.ndarray]) -> Defects:
     """The tract's defects in tract pixels: bad columns, two NO_DATA corner strips, INTRP
     over the core of one saturated star per patch."""
-    ny, nx = shape
     columns = tuple(c for g in geometries for c in _bad_columns(g))
-    no_data = ((0, nx // 4, 0, _NO_DATA_HEIGHT), (nx - nx // 4, nx, ny - 30, ny))
+    no_data = _no_data_strips(shape)
     sel = truth["defect"] == "saturated_interpolated"
     interpolated = tuple((float(a), float(b), 12.0) for a, b in
                          zip(truth["x"][sel], truth["y"][sel], strict=True))
@@ -427,19 +652,35 @@ def _tile_psf(spec: BandSpec, g: PatchGeometry) -> GriddedPsf:
     return GriddedPsf.regular((g.ny, g.nx), lambda u, v: lo + (hi - lo) * 0.5 * (u + v))
 
 
-def _write_patch_tile(path: str, band: str, band_index: int, spec: BandSpec, g: PatchGeometry,
-                      wcs: WCS, truth: dict[str, np.ndarray], defects: Defects, psf: GriddedPsf,
-                      *, seed: int, storage_options: StorageOptions) -> None:
-    """Render one band of one patch and write it."""
+def _write_patch_tile(path: str, in_band_path: str, band: str, band_index: int, spec: BandSpec,
+                      g: PatchGeometry, wcs: WCS, truth: dict[str, np.ndarray], defects: Defects,
+                      psf: GriddedPsf, *, seed: int, storage_options: StorageOptions) -> None:
+    """Render one band of one patch and write its tile and its in-band catalog."""
     margin = 64
     x = truth["x"] - g.x0
     y = truth["y"] - g.y0
     near = (x > -margin) & (x < g.nx + margin) & (y > -margin) & (y < g.ny + margin)
-    sources = Sources(x[near], y[near], truth[f"{band}_flux_true"][near],
+    flux = truth[f"{band}_flux_true"]
+    sources = Sources(x[near], y[near], flux[near],
                       truth["qxx"][near], truth["qyy"][near], truth["qxy"][near])
     rng = np.random.default_rng(np.random.SeedSequence([seed, 1, band_index, g.patch]))
     arrays = render_tile((g.ny, g.nx), sources, psf, sky_sigma=spec.sky_sigma, gain=spec.gain,
                          rng=rng, defects=_shift_defects(defects, g.x0, g.y0))
+
+    # in-band rows: every object whose disc may reach the tile, with its whole family
+    r = truth["radius"]
+    gap_x = np.maximum(np.maximum(-x, x - (g.nx - 1.0)), 0.0)
+    gap_y = np.maximum(np.maximum(-y, y - (g.ny - 1.0)), 0.0)
+    touch = gap_x**2 + gap_y**2 <= r**2
+    sel = np.isin(truth["family"], np.unique(truth["family"][touch]))
+    frame = in_band_frame(
+        arrays.image,
+        Sources(x[sel], y[sel], flux[sel], truth["qxx"][sel], truth["qyy"][sel],
+                truth["qxy"][sel]),
+        psf, truth["id"][sel], truth["parent"][sel], r[sel],
+        band=band, tract=TRACT, patch=g.patch, xy0=(g.x0, g.y0))
+    _write_parquet(frame.drop("band", "tract", "patch"), in_band_path, storage_options)
+
     image, variance = arrays.image, arrays.variance
     if spec.magzero is not None:
         per_count = 10.0 ** (-0.4 * (spec.magzero - AB_NJY_ZEROPOINT))  # nJy per count
@@ -479,7 +720,7 @@ def _reference_frame(truth: dict[str, np.ndarray], wcs: WCS, core_var: np.ndarra
         "id": truth["id"],
         "coord_ra": truth["coord_ra"],
         "coord_dec": truth["coord_dec"],
-        "parent": np.zeros(n, dtype=np.int64),
+        "parent": truth["parent"],
         "detect_isPrimary": np.ones(n, dtype=bool),
         "shape_xx": sxx,
         "shape_yy": syy,
@@ -491,7 +732,14 @@ def _reference_frame(truth: dict[str, np.ndarray], wcs: WCS, core_var: np.ndarra
 
 
 def _truth_frame(truth: dict[str, np.ndarray], bands: tuple[str, ...]) -> pl.DataFrame:
-    """Truth rows: id, is_star, fluxes (nJy), position, intrinsic shape, defect label."""
+    """Truth rows: id, is_star, fluxes (nJy), position, intrinsic shape, defect label, blend.
+
+    ``parent`` is the blend's parent id (0 when isolated), ``blend_size`` its member count (1
+    when isolated), ``designed_blend`` marks the designed groups' stars, and
+    ``neighbour_flux_ratio`` / ``neighbour_sep_fwhm`` give the reference-band flux of the
+    nearest other member of the blend over the object's own and its distance in reference-band
+    FWHM (NaN when isolated).
+    """
     return pl.DataFrame({
         "id": truth["id"],
         "is_star": truth["is_star"],
@@ -507,6 +755,11 @@ def _truth_frame(truth: dict[str, np.ndarray], bands: tuple[str, ...]) -> pl.Dat
         "intrinsic_xy": truth["qxy"],
         "nearest_px": _nearest_distance(truth["x"], truth["y"]),
         "defect": pl.Series(truth["defect"].tolist(), dtype=pl.String),
+        "parent": truth["parent"],
+        "blend_size": truth["blend_size"],
+        "designed_blend": truth["designed_blend"],
+        "neighbour_flux_ratio": truth["neighbour_flux_ratio"],
+        "neighbour_sep_fwhm": truth["neighbour_sep_fwhm"],
     }).sort("id")
 
 

@@ -7,7 +7,7 @@ import pytest
 
 import colphot
 from colphot.cli import main
-from colphot.sim.demo import truth_summary
+from colphot.sim.demo import blend_summary, truth_summary
 
 
 @pytest.mark.slow
@@ -15,6 +15,7 @@ def test_demo_measures_every_tile_and_recovers_isolated_stars(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path), "--workers", "1"]) == 0
     printed = capsys.readouterr().out
     assert "measured 12 tiles" in printed and "isolated_stars" in printed
+    assert "blended stars, deblended psfFlux and undeblended_psfFlux" in printed
 
     measured = colphot.open_forced(tmp_path / "forced").collect()
     truth = pl.read_parquet(tmp_path / "survey" / "truth.parquet")
@@ -29,3 +30,13 @@ def test_demo_measures_every_tile_and_recovers_isolated_stars(tmp_path, capsys):
     # crowded stars are biased bright by their neighbours' light: the isolation cut matters
     crowded = truth_summary(measured, truth, isolation=-1.0)
     assert (crowded["isolated_stars"] > summary["isolated_stars"]).all()
+    # blended stars: deblended fluxes unbiased, the undeblended copies carry the neighbours
+    blends = blend_summary(measured, truth)
+    assert blends.height == 9
+    for row in blends.iter_rows(named=True):
+        assert row["blended_stars"] > 40, row
+        assert abs(row["deblended_median"] - 1) < 0.005, row
+        assert row["deblended_pull"] < 1.15, row
+        if row["neighbour_ratio"] != "<= 1":
+            assert row["undeblended_median"] - 1 > 5 * abs(row["deblended_median"] - 1), row
+            assert row["undeblended_pull"] > 1.5 * row["deblended_pull"], row

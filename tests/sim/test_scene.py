@@ -154,6 +154,19 @@ def test_defects_set_mask_planes_and_damage_pixels():
     assert detected[40, 50] and not detected[40, 75]
 
 
+def test_defects_off_the_tile_leave_it_alone():
+    """Defects of a neighbour's region (stops before the tile's first pixel) touch nothing."""
+    shape = (30, 400)
+    image, variance, model = np.ones(shape), np.ones(shape), np.zeros(shape)
+    defects = Defects(bad_columns=((5, -60, -20, 0.0),), no_data=((-380, -180, 0, 10),
+                                                                  (0, 10, -50, -5)),
+                      edge_width=0)
+    out, var, mask = apply_defects(image, variance, model, defects)
+    np.testing.assert_array_equal(out, image)
+    np.testing.assert_array_equal(var, variance)
+    assert not mask.any()
+
+
 def test_render_tile_types_and_reproducibility():
     shape = (64, 64)
     psf = GriddedPsf.regular(shape, lambda u, v: 1.6 + 0.4 * u)

@@ -116,7 +116,7 @@ def test_write_tile_rejects_bad_input(tmp_path, kwargs, match):
 
 
 TINY = dict(bands=("r", "i"), n_patches=(2, 2), patch_size=160, overlap=20, n_stars=12,
-            n_galaxies=10)
+            n_galaxies=10, n_blends=3)
 
 
 @pytest.fixture(scope="module")
@@ -133,11 +133,16 @@ def test_survey_file_tree(tiny):
     expected = sorted(
         [f"tiles/{b}/0/{p}.fits" for b in ("r", "i") for p in range(4)]
         + [f"refs/tract=0/patch={p}/part-0.parquet" for p in range(4)]
+        + [f"in_band/band={b}/tract=0/patch={p}/part-0.parquet" for b in ("r", "i")
+           for p in range(4)]
         + ["truth.parquet"]
     )
     assert files == expected
     assert tiny.tile_paths == [tiny.tiles_template.format(band=b, tract=0, patch=p)
                                for b in ("r", "i") for p in range(4)]
+    assert tiny.in_band_template.format(band="i", tract=0, patch=3) \
+        == str(root / "in_band/band=i/tract=0/patch=3/part-0.parquet")
+    assert tiny.in_band_root == str(root / "in_band")
     assert tiny.tract_shape == (300, 300) and tiny.patches == [0, 1, 2, 3]
 
 
@@ -145,7 +150,7 @@ def test_survey_references_and_truth(tiny):
     refs = pl.scan_parquet(tiny.refs_root, hive_partitioning=True).collect()
     refs = validate_references(refs)
     assert refs["id"].is_unique().all() and refs.height == tiny.n_objects
-    assert refs["parent"].to_list() == [0] * refs.height and refs["detect_isPrimary"].all()
+    assert refs["detect_isPrimary"].all()
     assert set(refs["refBand"]) == {"r"} and set(refs["tract"]) == {0}
     assert (refs["shape_xx"] > 0).all() and (refs["shape_yy"] > 0).all()
     # partition files hold no partition columns
@@ -153,11 +158,19 @@ def test_survey_references_and_truth(tiny):
     assert "patch" not in part.columns and "tract" not in part.columns
 
     truth = pl.read_parquet(tiny.truth_path)
-    assert {"id", "is_star", "r_flux_true", "i_flux_true"} <= set(truth.columns)
+    assert {"id", "is_star", "r_flux_true", "i_flux_true", "parent", "blend_size",
+            "designed_blend", "neighbour_flux_ratio", "neighbour_sep_fwhm"} <= set(truth.columns)
     assert sorted(truth["id"]) == sorted(refs["id"])
+    # the reference catalog names each child's blend parent, as the truth does
+    joined = refs.join(truth, on="id", suffix="_truth")
+    assert (joined["parent"] == joined["parent_truth"]).all()
     assert set(truth["defect"]) >= {"", "bad_column", "saturated", "no_data", "edge"}
-    stars = truth.filter(pl.col("is_star") & (pl.col("defect") == ""))
-    assert stars.height == 12 and (stars["r_flux_true"] > 10 ** (-0.4 * (24 - 31.4)) * 0.999).all()
+    field = truth.filter(pl.col("is_star") & (pl.col("defect") == "") & ~pl.col("designed_blend"))
+    assert field.height == 12 and (field["r_flux_true"] > 10 ** (-0.4 * (24 - 31.4)) * 0.999).all()
+    # 3 designed groups: 2 pairs and a triple, stars only
+    designed = truth.filter(pl.col("designed_blend"))
+    assert designed.height == 7 and designed["is_star"].all()
+    assert (designed["defect"] == "").all() and (designed["parent"] > 0).all()
 
     for patch in tiny.patches:
         tile = read_tile(tiny.tiles_template.format(band="r", tract=0, patch=patch))
@@ -191,10 +204,33 @@ def test_survey_is_deterministic(tiny, tmp_path):
     for a, b in zip(tiny.tile_paths, again.tile_paths, strict=True):
         with fits.open(a) as ha, fits.open(b) as hb:
             np.testing.assert_array_equal(ha["IMAGE"].data, hb["IMAGE"].data)
+    mine = pl.scan_parquet(f"{tiny.in_band_root}/**/*.parquet", hive_partitioning=True)
+    theirs = pl.scan_parquet(f"{again.in_band_root}/**/*.parquet", hive_partitioning=True)
+    key = ["band", "patch", "id"]
+    assert mine.collect().sort(key).equals(theirs.collect().sort(key))
     other = make_survey(tmp_path / "other", seed=6, **TINY)
     assert not pl.read_parquet(other.truth_path).equals(pl.read_parquet(tiny.truth_path))
+
+
+def test_designed_blends_leave_the_field_as_it_was(tiny, tmp_path):
+    """Adding designed blends changes neither the field objects nor their ids."""
+    plain = make_survey(tmp_path, seed=5, **{**TINY, "n_blends": 0})
+    without = pl.read_parquet(plain.truth_path)
+    with_blends = pl.read_parquet(tiny.truth_path)
+    assert not without["designed_blend"].any()
+    cols = ["id", "x_tract", "y_tract", "r_flux_true", "i_flux_true", "intrinsic_xy", "defect"]
+    assert with_blends.filter(~pl.col("designed_blend")).select(cols).equals(without.select(cols))
 
 
 def test_make_survey_rejects_unknown_band(tmp_path):
     with pytest.raises(ValueError, match="bands: expected some of"):
         make_survey(tmp_path, bands=("q",))
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    (dict(n_blends=-1), "n_blends: expected a count"),
+    (dict(n_patches=1, patch_size=100, overlap=0, n_blends=1), "n_blends: no room"),
+])
+def test_make_survey_rejects_bad_blends(tmp_path, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        make_survey(tmp_path, bands=("r",), n_stars=1, n_galaxies=1, **kwargs)
