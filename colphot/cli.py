@@ -24,8 +24,10 @@ def _cmd_measure(args: argparse.Namespace) -> int:
     config = _config(args.config)
     tile = colphot.read_tile(args.tile)
     refs = pl.scan_parquet(args.refs, hive_partitioning=True).collect()
-    table = colphot.forced_photometry(tile, refs, config)
-    written = colphot.write_forced(table, args.out, config=config, inputs=[tile.provenance()])
+    table = colphot.forced_photometry(tile, refs, config, in_band=args.in_band)
+    written = colphot.write_forced(table, args.out, config=config,
+                                   inputs=[colphot.provenance(tile, config,
+                                                              in_band=args.in_band)])
     where = written[0] if table.height else args.out
     print(f"{args.tile}: {table.height} sources measured -> {where}")
     return 0
@@ -41,7 +43,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         client = Client(args.scheduler)
     summary = colphot.run(
         tiles=args.tiles, refs=args.refs, out=args.out, config=_config(args.config),
-        client=client, n_workers=args.workers, resume=args.resume,
+        client=client, n_workers=args.workers, resume=args.resume, in_band=args.in_band,
     )
     print(summary)
     return 0 if not summary.failed else 1
@@ -70,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     measure.add_argument("--refs", required=True, help="reference catalog Parquet (file or folder)")
     measure.add_argument("--out", required=True, help="output dataset root")
     measure.add_argument("--config", help="JSON or YAML file of ForcedPhotConfig parameters")
+    measure.add_argument("--in-band", help="in-band catalog with heavy footprints (Parquet "
+                         "file or hive root): deblended measurement with noise replacement")
     measure.set_defaults(func=_cmd_measure)
 
     run = sub.add_parser("run", help="forced photometry of many tiles on Dask")
@@ -81,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", type=int, default=None, help="workers of the local cluster")
     run.add_argument("--config", help="JSON or YAML file of ForcedPhotConfig parameters")
     run.add_argument("--resume", action="store_true", help="skip tiles whose output is valid")
+    run.add_argument("--in-band", help="in-band catalogs with heavy footprints: a template "
+                     "with {band}/{tract}/{patch} or a hive root (band=/tract=/patch=); "
+                     "deblended measurement with noise replacement")
     run.set_defaults(func=_cmd_run)
     return parser
 

@@ -30,7 +30,7 @@ from colphot.parquet.metadata import read_colphot_metadata
 from colphot.parquet.write import write_common_metadata, write_partition
 from colphot.runner.plan import WorkUnit, absolute_url, find_tiles, plan_units, redact_url
 from colphot.runner.refs import group_by_tract, has_column, list_refs, refs_source, select_refs
-from colphot.table.forced import forced_photometry
+from colphot.table.forced import forced_photometry, provenance
 from colphot.tile.fits import read_tile
 
 if TYPE_CHECKING:
@@ -39,8 +39,8 @@ if TYPE_CHECKING:
 
     from colphot.tile.tile import Tile
 
-__all__ = ["MANIFEST_NAME", "RunSummary", "TileResult", "measure_unit", "part_status", "run",
-           "tile_read_options", "write_part"]
+__all__ = ["MANIFEST_NAME", "RunSummary", "TileResult", "in_band_for", "measure_unit",
+           "part_status", "run", "tile_read_options", "write_part"]
 
 MANIFEST_NAME = "_manifest.json"
 #: fsspec block size for remote tiles, bytes: large enough that a plane is a few requests,
@@ -208,12 +208,13 @@ def tile_read_options(storage_options: StorageOptions) -> dict[str, Any]:
     return options
 
 
-def part_status(part: str, config: ForcedPhotConfig, *, storage_options: StorageOptions = None
-                ) -> tuple[int, dict[str, Any] | None] | None:
+def part_status(part: str, config: ForcedPhotConfig, *, storage_options: StorageOptions = None,
+                in_band: str | None = None) -> tuple[int, dict[str, Any] | None] | None:
     """``(rows, tile provenance)`` of a valid existing part, else ``None``.
 
     Valid: the Parquet footer reads, carries the ``colphot`` metadata key, and records the
-    same configuration (a part measured with other parameters is measured again).
+    same configuration and the same in-band catalog (``None``: not deblended); a part measured
+    otherwise is measured again.
     """
     fs, path = filesystem(part, storage_options)
     try:
@@ -227,6 +228,9 @@ def part_status(part: str, config: ForcedPhotConfig, *, storage_options: Storage
     if not info or info.get("config") != config.to_dict():
         return None
     inputs = info.get("inputs") or [None]
+    deblend = (inputs[0] or {}).get("deblend") or {}
+    if deblend.get("in_band") != (None if in_band is None else redact_url(in_band)):
+        return None
     return meta.num_rows, inputs[0]
 
 
@@ -264,15 +268,27 @@ def _with_identity(tile: Tile, unit: WorkUnit) -> Tile:
     return dataclasses.replace(tile, **missing) if missing else tile
 
 
+def in_band_for(in_band: str, unit: WorkUnit) -> str:
+    """The in-band catalog of one tile: a template with ``{band}``, ``{tract}``, ``{patch}``
+    filled in, else the root, file or glob itself (its rows are then selected by the tile's
+    band/tract/patch, pushed down to the scan)."""
+    if any(f"{{{k}}}" in in_band for k in ("band", "tract", "patch")):
+        return in_band.format(band=unit.band, tract=unit.tract, patch=unit.patch)
+    return in_band
+
+
 def measure_unit(unit: WorkUnit, refs: str | Sequence[str], config: ForcedPhotConfig,
                  storage_options: StorageOptions | _Hidden = None, *,
-                 resume: bool = False, prune_tract: bool | None = None) -> TileResult:
+                 resume: bool = False, prune_tract: bool | None = None,
+                 in_band: str | None = None) -> TileResult:
     """Measure one tile and write its part (the Dask task; also callable directly).
 
     ``refs``: the catalog root, file or glob, or the list of its Parquet files to read
     (:func:`run` lists the catalog once and passes each task the files of its tract).
     ``prune_tract``: read only the tile's tract of the catalog (``None``: when the catalog
     has a ``tract`` column, which costs a footer read; :func:`run` decides once per run).
+    ``in_band``: the in-band catalog root, file or template (:func:`in_band_for`) for a
+    deblended measurement.
     Errors no retry can fix (a malformed tile, a missing file, a bad catalog) return a
     ``"failed"`` result at once; others (network, a dying worker) raise, for Dask to retry.
     """
@@ -280,7 +296,7 @@ def measure_unit(unit: WorkUnit, refs: str | Sequence[str], config: ForcedPhotCo
     start = time.perf_counter()
     worker = _worker_address()
     if resume:
-        done = part_status(unit.part, config, storage_options=options)
+        done = part_status(unit.part, config, storage_options=options, in_band=in_band)
         if done is not None:
             return TileResult.of(unit, "skipped", rows=done[0], worker=worker,
                                  seconds=time.perf_counter() - start, provenance=done[1])
@@ -296,17 +312,20 @@ def measure_unit(unit: WorkUnit, refs: str | Sequence[str], config: ForcedPhotCo
                                tract=tile.tract if prune_tract else None,
                                storage_options=options)
         mark = _lap(timings, "refs", mark)
-        df = forced_photometry(tile, selected, config)
+        catalog = None if in_band is None else in_band_for(in_band, unit)
+        df = forced_photometry(tile, selected, config, in_band=catalog,
+                               storage_options=options)
         mark = _lap(timings, "measure", mark)
-        provenance = dict(tile.provenance(), uri=redact_url(unit.url))
-        rows = write_part(df, unit.part, config=config, provenance=provenance,
+        info = dict(provenance(tile, config, in_band=None if in_band is None
+                               else redact_url(in_band)), uri=redact_url(unit.url))
+        rows = write_part(df, unit.part, config=config, provenance=info,
                           storage_options=options)
         _lap(timings, "write", mark)
     except _PERMANENT as err:
         return TileResult.of(unit, "failed", error=_reason(err), worker=worker, timings=timings,
                              seconds=time.perf_counter() - start)
     return TileResult.of(unit, "measured", rows=rows, seconds=time.perf_counter() - start,
-                         timings=timings, worker=worker, provenance=provenance)
+                         timings=timings, worker=worker, provenance=info)
 
 
 def _lap(timings: dict[str, float], name: str, mark: float) -> float:
@@ -346,6 +365,7 @@ def run(
     processes: bool = True,
     retries: int = 2,
     progress: bool = True,
+    in_band: PathLike | None = None,
 ) -> RunSummary:
     """Forced photometry of every tile of a survey, one Dask task per tile.
 
@@ -383,6 +403,12 @@ def run(
         a worker that dies is rescheduled by Dask itself.)
     progress
         Print a progress bar and a closing line to stderr.
+    in_band
+        In-band catalogs with heavy footprints (``catalogs/in_band.yaml``) for a deblended
+        measurement: a template with ``{band}``, ``{tract}``, ``{patch}`` naming each tile's
+        Parquet file, or a hive root (``band=…/tract=…/patch=…``), file or glob whose rows the
+        tiles' band/tract/patch select. A tile whose references lack in-band rows fails with
+        :class:`~colphot.exceptions.MissingReferenceError`.
 
     Returns
     -------
@@ -406,6 +432,7 @@ def run(
     root = absolute_url(out)
     source = refs_source(refs)
     ref_files, prune_tract = _list_catalog(source, storage_options)
+    in_band_url = None if in_band is None else absolute_url(in_band)
     run_id = f"{started:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
     own = client is None
     cluster = None
@@ -414,7 +441,7 @@ def run(
     try:
         results = _map_units(client, units, ref_files, config, storage_options, run_id=run_id,
                              resume=resume, prune_tract=prune_tract, retries=retries,
-                             progress=progress)
+                             progress=progress, in_band=in_band_url)
         n_workers_seen = len(client.scheduler_info().get("workers", {}))
     finally:
         if own:
@@ -422,9 +449,11 @@ def run(
             cluster.close()
     summary = RunSummary(out=root, manifest=join(root, MANIFEST_NAME), results=results,
                          wall_seconds=time.perf_counter() - t0, run_id=run_id)
-    manifest = _manifest(summary, tiles=tiles, refs=source, config=config, started=started,
+    manifest = _manifest(summary, tiles=tiles, refs=source, in_band=in_band_url, config=config,
+                         started=started,
                          resume=resume, retries=retries, n_workers=n_workers_seen)
-    _write_footer(root, config, results, manifest, storage_options)
+    _write_footer(root, config, results, manifest, storage_options,
+                  deblended=in_band_url is not None)
     if progress:
         print(f"colphot run: {summary.n_measured} measured, {summary.n_skipped} skipped, "
               f"{summary.n_failed} failed in {summary.wall_seconds:.1f} s", file=sys.stderr)
@@ -461,8 +490,8 @@ def _list_catalog(source: str, storage_options: StorageOptions) -> tuple[list[st
 
 def _map_units(client: Client, units: list[WorkUnit], ref_files: list[str],
                config: ForcedPhotConfig, storage_options: StorageOptions, *, run_id: str,
-               resume: bool, prune_tract: bool, retries: int, progress: bool
-               ) -> list[TileResult]:
+               resume: bool, prune_tract: bool, retries: int, progress: bool,
+               in_band: str | None = None) -> list[TileResult]:
     """Submit one task per unit, gather results as they complete, in plan order.
 
     A result lost before it reached the driver (its worker died after the task finished: Dask
@@ -490,7 +519,8 @@ def _map_units(client: Client, units: list[WorkUnit], ref_files: list[str],
         attempts[unit.key] = attempts.get(unit.key, 0) + 1
         key = f"colphot-{unit.band}-{unit.tract}-{unit.patch}-{run_id}-{attempts[unit.key]}"
         future = client.submit(measure_unit, unit, task_refs(unit), config, hidden,
-                               resume=resume, prune_tract=prune_tract, key=key,
+                               resume=resume, prune_tract=prune_tract, in_band=in_band,
+                               key=key,
                                retries=retries, pure=False)
         pending[future] = unit
         return future
@@ -564,7 +594,8 @@ def _redacted(tiles: str | list[str] | Any) -> Any:
     return [redact_url(os.fspath(t)) for t in tiles]
 
 
-def _manifest(summary: RunSummary, *, tiles: Any, refs: str, config: ForcedPhotConfig,
+def _manifest(summary: RunSummary, *, tiles: Any, refs: str, in_band: str | None,
+              config: ForcedPhotConfig,
               started: datetime, resume: bool, retries: int, n_workers: int) -> dict[str, Any]:
     """The run manifest: inputs, config, execution, counts and per-tile status."""
     from colphot import __version__
@@ -576,6 +607,7 @@ def _manifest(summary: RunSummary, *, tiles: Any, refs: str, config: ForcedPhotC
         "finished": datetime.now(UTC).isoformat(timespec="seconds"),
         "wall_seconds": round(summary.wall_seconds, 3),
         "inputs": {"tiles": _redacted(tiles), "refs": redact_url(refs),
+                   "in_band": None if in_band is None else redact_url(in_band),
                    "out": redact_url(summary.out)},
         "config": config.to_dict(),
         "execution": {"n_workers": n_workers, "retries": retries, "resume": resume},
@@ -587,10 +619,11 @@ def _manifest(summary: RunSummary, *, tiles: Any, refs: str, config: ForcedPhotC
 
 
 def _write_footer(root: str, config: ForcedPhotConfig, results: list[TileResult],
-                  manifest: dict[str, Any], storage_options: StorageOptions) -> None:
+                  manifest: dict[str, Any], storage_options: StorageOptions, *,
+                  deblended: bool = False) -> None:
     """``_common_metadata`` (schema, config, tile provenance) then ``_manifest.json``."""
     fs, base = filesystem(root, storage_options)
     inputs = [r.provenance for r in results if r.provenance is not None]
-    write_common_metadata(fs, base, config, inputs)
+    write_common_metadata(fs, base, config, inputs, deblended=deblended)
     text = json.dumps(manifest, indent=1, sort_keys=False, default=str)
     put_atomic(fs, join(base, MANIFEST_NAME), text.encode())
