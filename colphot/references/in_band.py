@@ -153,7 +153,7 @@ def join_in_band(
              .join(rows.select("id").with_row_index("__row"), on="id", how="left",
                    maintain_order="left")["__row"])
     if index.null_count():
-        _missing(lf, ref_ids.filter(index.is_null()), tile, name)
+        _missing(lf, ref_ids.filter(index.is_null()), tile, name, rows.height)
     own = index.cast(pl.Int64).to_numpy()
     _check_lengths(rows, name)
     join = _arrays(rows, own, tile, name)
@@ -191,22 +191,27 @@ def _cast(lf: pl.LazyFrame, schema: pl.Schema, name: str) -> pl.LazyFrame:
     return lf.with_columns(casts) if casts else lf
 
 
-def _missing(lf: pl.LazyFrame, ids: pl.Series, tile: Tile, name: str) -> None:
-    """Raise for references without an in-band row of this tile, saying whether the catalog has
-    them for another band, tract or patch."""
+def _missing(lf: pl.LazyFrame, ids: pl.Series, tile: Tile, name: str, n_rows: int) -> None:
+    """Raise for references without an in-band row of this tile.
+
+    A catalog with no row at all for the tile's band/tract/patch contradicts the tile (the
+    catalog of another band or patch); otherwise the ids are missing, and the message says
+    where else the catalog has them (a neighbouring patch's overlap, say).
+    """
     examples = ids.head(5).to_list()
     elsewhere = (lf.filter(pl.col("id").is_in(ids.implode()))
                  .select("id", *_IDENTITY).head(5).collect())
-    if elsewhere.height:
-        found = "; ".join(f"id {r['id']}: band {r['band']!r}, tract {r['tract']}, patch "
-                          f"{r['patch']}" for r in elsewhere.iter_rows(named=True))
+    found = "; ".join(f"id {r['id']}: band {r['band']!r}, tract {r['tract']}, patch "
+                      f"{r['patch']}" for r in elsewhere.iter_rows(named=True))
+    if n_rows == 0 and elsewhere.height:
         raise ReferenceCatalogError(
-            f"{name}: the in-band rows of {ids.len()} reference(s) are for another band, tract "
-            f"or patch than the tile {tile.uri or ''} {_tile_label(tile)} ({found})")
+            f"{name}: no in-band row is for the tile {tile.uri or ''} {_tile_label(tile)}: the "
+            f"rows of its references are for another band, tract or patch ({found})")
+    hint = f"; the catalog has rows of them for other tiles ({found})" if found else ""
     raise MissingReferenceError(
         f"{ids.len()} reference id(s) have no row in the in-band catalog {name} for the tile "
         f"{tile.uri or ''} {_tile_label(tile)}, e.g. {examples}; every reference on a tile "
-        "needs its footprint (LSST's attachFootprints)")
+        f"needs its footprint (LSST's attachFootprints){hint}")
 
 
 def _check_lengths(rows: pl.DataFrame, name: str) -> None:
