@@ -230,13 +230,13 @@ def main(argv: list[str] | None = None) -> None:
     isolated = ~blended
     print(f"\nTile {args.size}x{args.size}, {refs.height} sources (half in blended pairs); "
           f"best of {args.repeat} interleaved rounds\n")
-    print(f"{'run':34s} {'1 thread s':>11s} {'2 threads s':>12s} {'2T/1T':>7s} "
-          f"{'x plain 1T':>11s} {'x plain 2T':>11s} {'peak RSS MB':>12s}")
+    print(f"{'run':24s} {'1 thread s':>11s} {'2 threads s':>12s} {'2T/1T':>7s} "
+          f"{'x plain 1T':>11s} {'x plain 2T':>11s} {'peak RSS MB':>12s} {'of which scene':>15s}")
     for mode in MODES:
         t1, t2 = best[(mode, 1)], best[(mode, 2)]
-        print(f"{mode:34s} {t1:11.3f} {t2:12.3f} {t1 / t2:7.2f} "
+        print(f"{mode:24s} {t1:11.3f} {t2:12.3f} {t1 / t2:7.2f} "
               f"{t1 / best[('plain', 1)]:11.2f} {t2 / best[('plain', 2)]:11.2f} "
-              f"{memory[mode]:12.0f}")
+              f"{memory[mode][1]:12.0f} {memory[mode][0]:15.0f}")
     same = all(out[(m, 1)].equals(out[(m, 2)]) for m in MODES)
     print(f"\n1- and 2-thread results identical: {same}")
     true = flux[deb["objectId"].to_numpy() - 1]
@@ -262,12 +262,14 @@ def _memory_child(size: int, n: int, mode: str) -> None:
     print(base, peak_rss_mib())
 
 
-def _peak_memory(size: int, n: int, mode: str) -> float:
+def _peak_memory(size: int, n: int, mode: str) -> tuple[float, float]:
+    """Peak RSS, MiB, of a fresh process after building the scene and after measuring it."""
     out = subprocess.run(
         [sys.executable, os.path.abspath(__file__), "--memory-child", mode, "--size", str(size),
          "--n", str(n)], capture_output=True, text=True, check=True,
     )
-    return float(out.stdout.strip().splitlines()[-1].split()[-1])
+    scene, total = out.stdout.strip().splitlines()[-1].split()
+    return float(scene), float(total)
 
 
 if __name__ == "__main__":

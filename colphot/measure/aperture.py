@@ -21,7 +21,13 @@ from colphot._typing import ApertureMethod
 from colphot.measure._overlap import band_h as _h
 from colphot.measure._overlap import circle_integral as _g
 from colphot.measure._overlap import sampled_overlap
-from colphot.measure.footprints import Footprints, check_footprints, source_row
+from colphot.measure.footprints import (
+    Footprints,
+    check_footprints,
+    pick_row,
+    source_rows,
+    touches,
+)
 
 __all__ = ["ApertureResult", "measure_apertures", "FLAGS"]
 
@@ -175,7 +181,7 @@ def _sampled_edge(drow, vrow, i0, i1, x, dy0, r, n_sub, f, v):
 def _apertures_kernel(image, variance, xs, ys, radii, mode, n_sub, flux, var, truncated,
                       fx0, fy0, fw, fh, foff, fval, fmsk):
     ny, nx = image.shape
-    scratch = np.empty_like(image[0])
+    region = np.empty((1, nx), dtype=image.dtype)
     k_all = radii.shape[0]
     tot_f = np.empty(k_all)
     tot_v = np.empty(k_all)
@@ -236,13 +242,17 @@ def _apertures_kernel(image, variance, xs, ys, radii, mode, n_sub, flux, var, tr
         j_hi = min(int(math.ceil(y + rmax + 0.5)) - 1, ny - 1)
         c_lo = max(int(math.floor(x - rmax - 0.5)) + 1, 0)  # columns any radius reads
         c_hi = min(int(math.ceil(x + rmax + 0.5)) - 1, nx - 1)
+        # the pixels this source is measured on: its footprint inserted where it reaches
+        fr0, fr1 = 1, 0  # rows of the footprint: read from ``region``
+        if touches(s, j_lo, j_hi, c_lo, c_hi, fx0, fy0, fw, fh):
+            region, fr0, fr1 = source_rows(image, j_lo, j_hi, c_lo, c_hi, s, fx0, fy0, fw, fh,
+                                           foff, fval, fmsk, region)
         for j in range(j_lo, j_hi + 1):
             dy0 = j - 0.5 - y
             dy1 = j + 0.5 - y
             hy = max(abs(dy0), abs(dy1))
             ly = 0.0 if dy0 <= 0.0 <= dy1 else min(abs(dy0), abs(dy1))
-            drow = source_row(image, j, c_lo, c_hi, s, fx0, fy0, fw, fh, foff, fval, fmsk,
-                              scratch)
+            drow = pick_row(image, region, fr0, fr1, j)
             vrow = variance[j]
             a_prev = 1
             b_prev = 0  # empty span

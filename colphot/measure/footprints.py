@@ -4,8 +4,10 @@ LSST's NoiseReplacer replaces every top-level footprint of an image with noise, 
 at a time, inserts the source's heavy footprint (its deblended pixels), measures it and puts the
 noise back. colphot measures every source independently instead: each kernel reads the pixels
 of the source's own footprint from :class:`Footprints` and every other pixel from the
-noise-replaced image (:mod:`colphot.measure.noise_replacer`), one row at a time
-(:func:`source_row`). No image is mutated, so sources run in any order and on any thread.
+noise-replaced image (:mod:`colphot.measure.noise_replacer`): where a source's footprint touches
+the region a kernel reads, the kernel reads a copy of that region with the footprint inserted
+(:func:`source_region`, :func:`source_rows`), elsewhere the image itself. No shared image is
+mutated, so sources run in any order and on any thread.
 
 A footprint is a box in the tile's array frame (0-based) with two flat arrays over its pixels,
 row-major: ``mask`` (1 inside the footprint) and ``values`` (the pixel values inside).
@@ -24,7 +26,10 @@ __all__ = [
     "conserve_flux",
     "footprint_mask_bits",
     "mark_footprints",
-    "source_row",
+    "pick_row",
+    "source_region",
+    "source_rows",
+    "touches",
 ]
 
 
@@ -100,32 +105,81 @@ def check_footprints(footprints: Footprints | None, n: int) -> tuple[np.ndarray,
 
 
 @njit(cache=True, nogil=True, inline="always")
-def source_row(image, j, c0, c1, s, fx0, fy0, fw, fh, foff, fval, fmsk, scratch):
-    """Row ``j`` of the image source ``s`` is measured on, valid over columns ``c0..c1``.
-
-    ``image[j]`` itself where the footprint of ``s`` does not reach; else ``scratch`` (a row of
-    the image's dtype) holding ``image[j, c0..c1]`` with the footprint's pixels inserted.
-    ``c0..c1`` must lie on the image; with no footprints (``fx0`` empty) this is ``image[j]``.
-    """
+def touches(s, r0, r1, c0, c1, fx0, fy0, fw, fh):
+    """True when footprint ``s`` has pixels in rows ``r0..r1`` and columns ``c0..c1`` (False
+    with no footprints, ``fx0`` empty)."""
     if fx0.shape[0] == 0:
-        return image[j]
-    r = j - fy0[s]
-    if r < 0 or r >= fh[s]:
-        return image[j]
+        return False
+    return fy0[s] <= r1 and fy0[s] + fh[s] > r0 and fx0[s] <= c1 and fx0[s] + fw[s] > c0
+
+
+@njit(cache=True, nogil=True)
+def source_rows(image, r0, r1, c0, c1, s, fx0, fy0, fw, fh, foff, fval, fmsk, buf):
+    """Rows of the image source ``s`` is measured on, where its footprint reaches.
+
+    Of the region rows ``r0..r1``, columns ``c0..c1`` (on the image) a kernel reads, the rows
+    the footprint crosses, ``lo..hi``, are copied with the footprint's pixels inserted. Returns
+    ``(rows, lo, hi)``: region row ``j`` is ``rows[j - lo]`` for ``lo <= j <= hi`` (with the
+    image's column numbering; only columns ``c0..c1`` are written) and ``image[j]`` otherwise
+    (:func:`pick_row`). ``rows`` is ``buf`` when it is large enough, else a new array.
+    """
+    lo = max(r0, fy0[s])
+    hi = min(r1, fy0[s] + fh[s] - 1)
+    out = buf
+    if buf.shape[0] < hi - lo + 1 or buf.shape[1] != image.shape[1]:
+        out = np.empty((hi - lo + 1, image.shape[1]), dtype=image.dtype)
     x0 = fx0[s]
     a = max(x0, c0)
     b = min(x0 + fw[s] - 1, c1)
-    if b < a:
-        return image[j]
-    row = image[j]
-    for i in range(c0, a):
-        scratch[i] = row[i]
-    base = foff[s] + r * fw[s] - x0
-    for i in range(a, b + 1):
-        scratch[i] = fval[base + i] if fmsk[base + i] else row[i]
-    for i in range(b + 1, c1 + 1):
-        scratch[i] = row[i]
-    return scratch
+    for j in range(lo, hi + 1):
+        row = image[j]
+        orow = out[j - lo]
+        for i in range(c0, a):
+            orow[i] = row[i]
+        base = foff[s] + (j - fy0[s]) * fw[s] - x0
+        for i in range(a, b + 1):
+            orow[i] = fval[base + i] if fmsk[base + i] else row[i]
+        for i in range(b + 1, c1 + 1):
+            orow[i] = row[i]
+    return out, lo, hi
+
+
+@njit(cache=True, nogil=True)
+def source_region(image, r0, r1, c0, c1, s, fx0, fy0, fw, fh, foff, fval, fmsk, buf):
+    """The image source ``s`` is measured on over rows ``r0..r1``, columns ``c0..c1`` (on the
+    image), its footprint inserted: pixel ``(j, i)`` is ``out[j - r0, i - c0]``. ``out`` is
+    ``buf`` when large enough, else a new array.
+
+    For kernels with small regions (a PSF stamp, an annulus box, a Gaussian window): one compact
+    copy per source, then the same loops as over ``image`` with an origin offset.
+    """
+    out = buf
+    if buf.shape[0] < r1 - r0 + 1 or buf.shape[1] < c1 - c0 + 1:
+        out = np.empty((max(r1 - r0 + 1, buf.shape[0]), max(c1 - c0 + 1, buf.shape[1])),
+                       dtype=image.dtype)
+    w = c1 - c0 + 1
+    for j in range(r0, r1 + 1):
+        row = image[j, c0:c1 + 1]
+        orow = out[j - r0]
+        for i in range(w):
+            orow[i] = row[i]
+    lo, hi = max(r0, fy0[s]), min(r1, fy0[s] + fh[s] - 1)
+    x0 = fx0[s]
+    a = max(x0, c0)
+    b = min(x0 + fw[s] - 1, c1)
+    for j in range(lo, hi + 1):
+        orow = out[j - r0]
+        base = foff[s] + (j - fy0[s]) * fw[s] - x0
+        for i in range(a, b + 1):
+            orow[i - c0] = fval[base + i] if fmsk[base + i] else orow[i - c0]
+    return out
+
+
+@njit(cache=True, nogil=True, inline="always")
+def pick_row(image, rows, lo, hi, j):
+    """Row ``j`` of a source's image: ``rows[j - lo]`` where its footprint reaches
+    (:func:`source_rows`), else ``image[j]``."""
+    return rows[j - lo] if lo <= j <= hi else image[j]
 
 
 # --------------------------------------------------------------------------------------------

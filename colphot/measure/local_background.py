@@ -14,7 +14,7 @@ import numpy as np
 from numba import njit
 
 from colphot.measure._prefetch import prefetch_box
-from colphot.measure.footprints import Footprints, check_footprints, source_row
+from colphot.measure.footprints import Footprints, check_footprints, source_region, touches
 
 __all__ = ["LocalBackgroundResult", "clipped_mean_std", "measure_local_background", "FLAGS"]
 
@@ -286,16 +286,16 @@ def _binned_quartiles(vals: np.ndarray, lo: float, hi: float, work: np.ndarray, 
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def _take(row, mask, has_mask, badbits, i, j0, j1, buf, m):
-    """Append the good pixels ``j0..j1`` of ``row`` (row ``i`` of the image) to ``buf[m:]``;
-    return the new count.
+def _take(row, ox, mask, has_mask, badbits, i, j0, j1, buf, m):
+    """Append the good pixels ``j0..j1`` of row ``i`` to ``buf[m:]`` (pixel ``j`` is
+    ``row[j - ox]``, its mask ``mask[i, j]``); return the new count.
 
     Branch-free compaction over row slices: each value is written, the count advances only
     for good ones.
     """
     if j1 < j0:
         return m
-    seg = row[j0:j1 + 1]
+    seg = row[j0 - ox:j1 - ox + 1]
     inf = math.inf
     if has_mask:
         mseg = mask[i, j0:j1 + 1]
@@ -370,7 +370,7 @@ _AHEAD = 2
 def _background_kernel(image, mask, badbits, xs, ys, inner, outer, n_sigma, n_iter,
                        level, scatter, nogood, fx0, fy0, fw, fh, foff, fval, fmsk):
     ny, nx = image.shape
-    scratch = np.empty_like(image[0])
+    region = np.empty((1, 1), dtype=image.dtype)
     has_mask = mask.shape[0] == ny and mask.shape[1] == nx
     buf = np.empty(16)
     work = np.empty(16)
@@ -402,6 +402,17 @@ def _background_kernel(image, mask, badbits, xs, ys, inner, outer, n_sigma, n_it
             work = np.empty(need)
             tmp = np.empty(2 * need)
             bins = np.empty(need, dtype=np.int32)
+        # the pixels this source is measured on: its footprint inserted where it reaches
+        if touches(s, i0, i1, j0, j1, fx0, fy0, fw, fh):
+            region = source_region(image, i0, i1, j0, j1, s, fx0, fy0, fw, fh, foff, fval,
+                                   fmsk, region)
+            img = region
+            oy = i0
+            ox = j0
+        else:
+            img = image
+            oy = 0
+            ox = 0
         m = 0
         r02 = r0 * r0
         r12 = r1 * r1
@@ -420,9 +431,9 @@ def _background_kernel(image, mask, badbits, xs, ys, inner, outer, n_sigma, n_it
             else:
                 ka = jb + 1
                 kb = jb
-            row = source_row(image, i, ja, jb, s, fx0, fy0, fw, fh, foff, fval, fmsk, scratch)
-            m = _take(row, mask, has_mask, badbits, i, ja, ka - 1, buf, m)
-            m = _take(row, mask, has_mask, badbits, i, kb + 1, jb, buf, m)
+            row = img[i - oy]
+            m = _take(row, ox, mask, has_mask, badbits, i, ja, ka - 1, buf, m)
+            m = _take(row, ox, mask, has_mask, badbits, i, kb + 1, jb, buf, m)
         if m == 0:
             nogood[s] = True
             continue

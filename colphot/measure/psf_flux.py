@@ -18,7 +18,7 @@ import numpy as np
 from numba import njit
 
 from colphot.measure._prefetch import prefetch_box
-from colphot.measure.footprints import Footprints, check_footprints, source_row
+from colphot.measure.footprints import Footprints, check_footprints, source_region, touches
 
 __all__ = ["PsfFluxResult", "measure_psf_flux", "FLAGS"]
 
@@ -187,14 +187,14 @@ def shifted_psf(psf_images, index, weight, dx, dy, base, tmp, model, wx, wy):
 
 
 @njit(cache=True, nogil=True, fastmath=_FAST, error_model="numpy")
-def _clean_stamp_sums(image, variance, mask, has_mask, badbits, y0, x0, model, sums, s, fx0,
-                      fy0, fw, fh, foff, fval, fmsk, scratch):
+def _clean_stamp_sums(image, oy, ox, variance, mask, has_mask, badbits, y0, x0, model, sums):
     """Fit sums over a stamp wholly on the tile, assuming every pixel good.
 
     Fills ``sums`` with ``(sum P, sum P^2, sum P D, sum P^2 V)`` and returns False when some
     pixel is not good after all (non-finite, ``V <= 0`` or masked); the sums are then invalid.
-    The loops have no branch, so they vectorise. Source ``s`` reads its footprint's pixels
-    (:func:`~colphot.measure.footprints.source_row`).
+    The loops have no branch, so they vectorise. Pixel ``(j, i)`` of the tile is
+    ``image[j - oy, i - ox]`` (``image`` may be the source's region with its footprint
+    inserted).
     """
     k = model.shape[0]
     sp = 0.0
@@ -205,12 +205,11 @@ def _clean_stamp_sums(image, variance, mask, has_mask, badbits, y0, x0, model, s
     n_nonpositive = 0
     bits = np.uint64(0)
     for i in range(k):
-        drow = source_row(image, y0 + i, x0, x0 + k - 1, s, fx0, fy0, fw, fh, foff, fval, fmsk,
-                          scratch)
+        drow = image[y0 + i - oy]
         vrow = variance[y0 + i]
         prow = model[i]
         for j in range(k):
-            d = np.float64(drow[x0 + j])
+            d = np.float64(drow[x0 + j - ox])
             v = np.float64(vrow[x0 + j])
             p = prow[j]
             pp = p * p
@@ -240,7 +239,7 @@ def _psf_flux_kernel(image, variance, mask, badbits, xs, ys, psf_images, index, 
                      out_f, out_e, out_a, out_c, out_n, edge, nogood,
                      fx0, fy0, fw, fh, foff, fval, fmsk):
     ny, nx = image.shape
-    scratch = np.empty_like(image[0])
+    region = np.empty((1, 1), dtype=image.dtype)
     k = psf_images.shape[1]
     c = k // 2
     a = _LANCZOS_A
@@ -276,20 +275,33 @@ def _psf_flux_kernel(image, variance, mask, badbits, xs, ys, psf_images, index, 
         x0 = xi - c
         y0 = yi - c
         on_tile = x0 >= 0 and y0 >= 0 and x0 + k <= nx and y0 + k <= ny
-        if on_tile and _clean_stamp_sums(image, variance, mask, has_mask, badbits, y0, x0,
-                                         model, sums, s, fx0, fy0, fw, fh, foff, fval, fmsk,
-                                         scratch):
+        r0 = max(y0, 0)
+        r1 = min(y0 + k - 1, ny - 1)
+        c0 = max(x0, 0)
+        c1 = min(x0 + k - 1, nx - 1)
+        # the pixels this source is measured on: its footprint inserted where it reaches
+        if touches(s, r0, r1, c0, c1, fx0, fy0, fw, fh):
+            region = source_region(image, r0, r1, c0, c1, s, fx0, fy0, fw, fh, foff, fval,
+                                   fmsk, region)
+            img = region
+            oy = r0
+            ox = c0
+        else:
+            img = image
+            oy = 0
+            ox = 0
+        if on_tile and _clean_stamp_sums(img, oy, ox, variance, mask, has_mask, badbits, y0,
+                                         x0, model, sums):
             # the common case: the whole stamp is good
             spp = sums[1]
             f = sums[2] / spp
             chi2 = 0.0
             for i in range(k):
-                drow = source_row(image, y0 + i, x0, x0 + k - 1, s, fx0, fy0, fw, fh, foff,
-                                  fval, fmsk, scratch)
+                drow = img[y0 + i - oy]
                 vrow = variance[y0 + i]
                 prow = model[i]
                 for j in range(k):
-                    r = np.float64(drow[x0 + j]) - f * prow[j]
+                    r = np.float64(drow[x0 + j - ox]) - f * prow[j]
                     chi2 += r * r / np.float64(vrow[x0 + j])
             out_f[s] = f
             out_e[s] = math.sqrt(sums[3]) / spp
@@ -308,10 +320,9 @@ def _psf_flux_kernel(image, variance, mask, badbits, xs, ys, psf_images, index, 
         j_lo = max(0, -x0)
         j_hi = min(k, nx - x0)
         for i in range(i_lo, i_hi):
-            drow = source_row(image, y0 + i, x0 + j_lo, x0 + j_hi - 1, s, fx0, fy0, fw, fh,
-                              foff, fval, fmsk, scratch)
+            drow = img[y0 + i - oy]
             for j in range(j_lo, j_hi):
-                d = np.float64(drow[x0 + j])
+                d = np.float64(drow[x0 + j - ox])
                 v = np.float64(variance[y0 + i, x0 + j])
                 good = (abs(d) < inf) & (v > 0.0) & (v < inf)
                 if has_mask:

@@ -66,6 +66,7 @@ def prepare_deblend(
     *,
     source: str | None = None,
     storage_options: StorageOptions = None,
+    n_threads: int = 1,
 ) -> Deblend:
     """Join the in-band catalog to ``refs`` (in measurement order) and noise-replace the tile.
 
@@ -80,6 +81,6 @@ def prepare_deblend(
     info = deblend_provenance(tile, config, join.source)
     noise = replace_with_noise(tile.image, tile.variance, rows.take(replace),
                                seed=info["noise_seed"], source=config.noise_source,
-                               offset=config.noise_offset)
+                               offset=config.noise_offset, n_threads=n_threads)
     info.update(noise.provenance())
     return Deblend(noise.image, rows.take(join.source_row), info)

@@ -109,7 +109,7 @@ def forced_photometry(
     x = np.ascontiguousarray(x[order])
     y = np.ascontiguousarray(y[order])
     deblend = None if in_band is None else prepare_deblend(
-        tile, kept, in_band, config, storage_options=storage_options)
+        tile, kept, in_band, config, storage_options=storage_options, n_threads=n_threads)
     columns = _measure(tile, kept, x, y, config, deblend, n_threads)
     schema = polars_schema(forced_columns(config, deblended=deblend is not None))
     frame = pl.DataFrame({name: columns[name] for name in schema.names()}, schema=schema)
