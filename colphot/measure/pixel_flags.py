@@ -1,7 +1,8 @@
 """Pixel flags: mask bits under each source, LSST's way.
 
 ``…Center`` flags look at the 3 x 3 pixels around the rounded centroid; the plain flags at the
-whole footprint (here the PSF model's box, until in-band footprints exist).
+whole footprint: the source's heavy footprint in deblended measurement (an in-band catalog given,
+:func:`colphot.measure.footprints.footprint_mask_bits`), else the PSF model's box.
 """
 
 from __future__ import annotations
