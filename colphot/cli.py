@@ -20,11 +20,15 @@ def _cmd_measure(args: argparse.Namespace) -> int:
     import polars as pl
 
     import colphot
+    from colphot.exceptions import MissingReferenceError
 
     config = _config(args.config)
     tile = colphot.read_tile(args.tile)
     refs = pl.scan_parquet(args.refs, hive_partitioning=True).collect()
-    table = colphot.forced_photometry(tile, refs, config, in_band=args.in_band)
+    try:
+        table = colphot.forced_photometry(tile, refs, config, in_band=args.in_band)
+    except MissingReferenceError as err:  # name the reference catalog too
+        raise MissingReferenceError(f"{err} [references: {args.refs}]") from err
     written = colphot.write_forced(table, args.out, config=config,
                                    inputs=[colphot.provenance(tile, config,
                                                               in_band=args.in_band)])

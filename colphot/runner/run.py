@@ -25,7 +25,12 @@ import pyarrow.parquet as pq
 from colphot._fs import filesystem, is_local, join, put_atomic
 from colphot._typing import PathLike, StorageOptions
 from colphot.config import ForcedPhotConfig
-from colphot.exceptions import ColphotError, ReferenceCatalogError, TileFormatError
+from colphot.exceptions import (
+    ColphotError,
+    MissingReferenceError,
+    ReferenceCatalogError,
+    TileFormatError,
+)
 from colphot.parquet.metadata import read_colphot_metadata
 from colphot.parquet.write import write_common_metadata, write_partition
 from colphot.runner.plan import WorkUnit, absolute_url, find_tiles, plan_units, redact_url
@@ -313,8 +318,13 @@ def measure_unit(unit: WorkUnit, refs: str | Sequence[str], config: ForcedPhotCo
                                storage_options=options)
         mark = _lap(timings, "refs", mark)
         catalog = None if in_band is None else in_band_for(in_band, unit)
-        df = forced_photometry(tile, selected, config, in_band=catalog,
-                               storage_options=options)
+        try:
+            df = forced_photometry(tile, selected, config, in_band=catalog,
+                                   storage_options=options)
+        except MissingReferenceError as err:  # name the reference catalog too
+            names = refs if isinstance(refs, str) else (refs[0] if refs else "")
+            raise MissingReferenceError(
+                f"{err} [references: {redact_url(str(names))}]") from err
         mark = _lap(timings, "measure", mark)
         info = dict(provenance(tile, config, in_band=None if in_band is None
                                else redact_url(in_band)), uri=redact_url(unit.url))

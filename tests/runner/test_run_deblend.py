@@ -92,7 +92,7 @@ def test_tile_without_in_band_rows_fails_alone(survey, dask_client, tmp_path):
     failed = summary.failed[0]
     assert (failed.band, failed.patch) == ("g", patch)
     assert failed.error.startswith("MissingReferenceError: ")
-    assert str(in_band) in failed.error
+    assert str(in_band) in failed.error and "[references: " in failed.error
     assert not (tmp_path / "out" / "band=g" / "tract=0" / f"patch={patch}").exists()
 
 
@@ -109,3 +109,20 @@ def test_deblended_run_on_s3_equals_local(survey, deblended_run, dask_client, s3
     assert summary.n_failed == 0, str(summary)
     rows = colphot.open_forced(out, storage_options=s3_options).collect().sort(ROW_KEY)
     assert_frame_equal(rows, colphot.open_forced(deblended_run[1]).collect().sort(ROW_KEY))
+
+
+def test_cli_measure_with_in_band(survey, tmp_path, capsys):
+    from colphot.cli import main
+
+    tile = survey.tile_paths[1]
+    assert main(["measure", tile, "--refs", survey.refs_root, "--out", str(tmp_path / "o"),
+                 "--in-band", survey.in_band_root]) == 0
+    assert "sources measured" in capsys.readouterr().out
+    part = next((tmp_path / "o").rglob("part-0.parquet"))
+    info = read_colphot_metadata(pq.read_schema(part))
+    assert info["inputs"][0]["deblend"]["in_band"] == survey.in_band_root
+    t = colphot.read_tile(tile)
+    want = colphot.forced_photometry(t, select_refs(survey.refs_root, t.wcs, t.shape),
+                                     in_band=survey.in_band_root)
+    got = colphot.open_forced(tmp_path / "o").collect()
+    assert_frame_equal(got.sort("objectId"), want.sort("objectId"), check_column_order=False)
