@@ -116,7 +116,7 @@ def measure_apertures(
     flux = np.full((n, k), np.nan)
     var = np.full((n, k), np.nan)
     truncated = np.ones((n, k), dtype=np.bool_)
-    fp = check_footprints(footprints, n)
+    fp = check_footprints(footprints, n, image.shape)
     _apertures_kernel(image, variance, x, y, radii_arr, mode, n_sub, flux, var, truncated, *fp)
     return ApertureResult(flux=flux, flux_err=np.sqrt(var), truncated=truncated)
 

@@ -95,13 +95,28 @@ class Footprints:
                 np.ascontiguousarray(self.mask, dtype=np.uint8))
 
 
-def check_footprints(footprints: Footprints | None, n: int) -> tuple[np.ndarray, ...]:
-    """Kernel arguments of ``footprints`` (one per source, ``n`` sources), or empty ones."""
+def check_footprints(footprints: Footprints | None, n: int | None,
+                     shape: tuple[int, ...]) -> tuple[np.ndarray, ...]:
+    """Kernel arguments of ``footprints`` (one per source when ``n`` is given), or empty ones.
+
+    Raises ``ValueError`` unless every box lies on an image of ``shape`` and its pixels within
+    ``values`` and ``mask`` (the kernels do not check indices).
+    """
     if footprints is None:
         return Footprints.empty().kernel_args()
-    if len(footprints) != n:
+    if n is not None and len(footprints) != n:
         raise ValueError(f"footprints: expected one per source ({n}), got {len(footprints)}")
-    return footprints.kernel_args()
+    args = footprints.kernel_args()
+    x0, y0, w, h, off, values, mask = args
+    if len(x0):
+        ny, nx = shape[0], shape[1]
+        inside = (x0 >= 0) & (y0 >= 0) & (w >= 0) & (h >= 0) & (x0 + w <= nx) & (y0 + h <= ny)
+        stored = (off >= 0) & (off + w * h <= min(values.shape[0], mask.shape[0]))
+        if not (inside & stored).all():
+            bad = np.flatnonzero(~(inside & stored))[:5].tolist()
+            raise ValueError(f"footprints: rows {bad} have boxes off a {nx} x {ny} image or "
+                             "pixels beyond the value/mask arrays (clip_footprints makes them)")
+    return args
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -265,7 +280,7 @@ def _clip_kernel(image, x0, y0, width, values, voff, mask, moff, cx0, cy0, cw, c
 def mark_footprints(footprints: Footprints, shape: tuple[int, int]) -> np.ndarray:
     """Boolean image of ``shape``: True on every pixel of any of ``footprints``."""
     out = np.zeros(shape, dtype=np.uint8)
-    _mark_kernel(*footprints.kernel_args(), out)
+    _mark_kernel(*check_footprints(footprints, None, shape), out)
     return out.view(np.bool_)
 
 
@@ -284,9 +299,11 @@ def conserve_flux(footprints: Footprints, children: np.ndarray, image: np.ndarra
     """Share the observed pixels of blends among their children in proportion to their values.
 
     LSST's deblender ``conserveFlux``: at each pixel of a child footprint the child gets
-    ``image * v_child / sum(v)``, the sum over every child footprint holding the pixel (the
-    children of one parent, since parents' footprints do not overlap), 0 where the sum is 0.
-    Rows not in ``children`` (parents, isolated objects) keep their values.
+    ``image * v_child / sum(v)``, with its value clipped at 0 (a template is not negative) and
+    the sum over every child footprint holding the pixel (the children of one parent, since
+    parents' footprints do not overlap); 0 where the sum is 0. Flux in a parent's pixels that
+    no child covers is not given to any child. Rows not in ``children`` (parents, isolated
+    objects) keep their values.
 
     Parameters
     ----------
@@ -298,7 +315,7 @@ def conserve_flux(footprints: Footprints, children: np.ndarray, image: np.ndarra
         The tile's observed pixels (image units).
     """
     total = np.zeros(image.shape, dtype=np.float64)
-    args = footprints.kernel_args()
+    args = check_footprints(footprints, None, image.shape)
     children = np.ascontiguousarray(children, dtype=np.bool_)
     values = args[5].copy()
     _conserve_kernel(*args, children, image, total, values)
@@ -318,18 +335,18 @@ def _conserve_kernel(fx0, fy0, fw, fh, foff, fval, fmsk, children, image, total,
                 for t in range(w):
                     if fmsk[base + t]:
                         i = fx0[s] + t
+                        v = max(np.float64(fval[base + t]), 0.0)
                         if phase == 0:
-                            total[j, i] += fval[base + t]
+                            total[j, i] += v
                         else:
                             sv = total[j, i]
-                            out[base + t] = image[j, i] * (fval[base + t] / sv) \
-                                if sv != 0.0 else 0.0
+                            out[base + t] = image[j, i] * (v / sv) if sv > 0.0 else 0.0
 
 
 def footprint_mask_bits(mask: np.ndarray, footprints: Footprints) -> np.ndarray:
     """``uint64`` OR of the mask bits under each footprint's pixels (0 for an empty one)."""
     out = np.zeros(len(footprints), dtype=np.uint64)
-    _mask_bits_kernel(mask, *footprints.kernel_args(), out)
+    _mask_bits_kernel(mask, *check_footprints(footprints, None, mask.shape), out)
     return out
 
 

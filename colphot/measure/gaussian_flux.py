@@ -81,7 +81,7 @@ def measure_gaussian_flux(
     flag = np.zeros(n, dtype=np.bool_)
     bad = np.zeros(n, dtype=np.bool_)
     _gaussian_kernel(image, variance, *args, flux, err, flag, bad,
-                     *check_footprints(footprints, n))
+                     *check_footprints(footprints, n, image.shape))
     return GaussianFluxResult(flux, err, flag | bad, bad)
 
 

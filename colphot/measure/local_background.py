@@ -82,7 +82,7 @@ def measure_local_background(
     nogood = np.zeros(n, dtype=np.bool_)
     _background_kernel(image, mask, np.uint64(bad_mask_bits), x, y, inner, outer,
                        float(n_sigma), int(n_iter), level, scatter, nogood,
-                       *check_footprints(footprints, n))
+                       *check_footprints(footprints, n, image.shape))
     return LocalBackgroundResult(level, scatter, nogood.copy(), nogood)
 
 
@@ -426,8 +426,9 @@ def _background_kernel(image, mask, badbits, xs, ys, inner, outer, n_sigma, n_it
             jb = min(int(math.ceil(x + w1)) - 1, j1)
             if dy2 < r02:
                 w0 = math.sqrt(r02 - dy2)
-                ka = max(int(math.floor(x - w0)) + 1, ja)
-                kb = min(int(math.ceil(x + w0)) - 1, jb)
+                # clamped to the outer span, also for a centre off the image
+                ka = min(max(int(math.floor(x - w0)) + 1, ja), jb + 1)
+                kb = max(min(int(math.ceil(x + w0)) - 1, jb), ka - 1)
             else:
                 ka = jb + 1
                 kb = jb

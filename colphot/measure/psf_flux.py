@@ -112,7 +112,7 @@ def measure_psf_flux(
                      np.ascontiguousarray(psf_index, dtype=np.int64),
                      np.ascontiguousarray(psf_weight, dtype=np.float64),
                      out_f, out_e, out_a, out_c, out_n, edge, nogood,
-                     *check_footprints(footprints, n))
+                     *check_footprints(footprints, n, image.shape))
     return PsfFluxResult(out_f, out_e, out_a, out_c, out_n, edge | nogood, edge, nogood)
 
 

@@ -183,8 +183,9 @@ def _cast(lf: pl.LazyFrame, schema: pl.Schema, name: str) -> pl.LazyFrame:
         want = polars_dtype(col["dtype"])
         have = schema.get(column)
         if have is not None and have != want:
-            if isinstance(want, pl.List) != isinstance(have, pl.List) or (
-                    have == pl.String) != (want == pl.String):
+            textual = have == pl.String or isinstance(have, pl.Categorical | pl.Enum)
+            if isinstance(want, pl.List) != isinstance(have, pl.List) or textual != (
+                    want == pl.String):
                 raise ReferenceCatalogError(
                     f"{name}: column {column!r} cannot be read as {col['dtype']} ({have})")
             casts.append(pl.col(column).cast(want, strict=True))
@@ -215,25 +216,32 @@ def _missing(lf: pl.LazyFrame, ids: pl.Series, tile: Tile, name: str, n_rows: in
 
 
 def _check_lengths(rows: pl.DataFrame, name: str) -> None:
-    """Each list column holds width x height values (the flux list may be null on top-level
-    rows)."""
+    """No nulls where a value is needed; each list column holds width x height non-null values
+    (the flux list may be null as a whole: the tile's own pixels)."""
     if rows.height == 0:
         return
+    nulls = [c for c in ("id", "parent", "footprint_x0", "footprint_y0", "footprint_width",
+                         "footprint_height", _MASK) if rows[c].null_count()]
+    if nulls:
+        bad = pl.any_horizontal(pl.col(c).is_null() for c in nulls)
+        ids = rows.filter(bad)["id"].head(5).to_list()
+        raise ReferenceCatalogError(f"{name}: null values in column(s) {nulls}, e.g. ids {ids}")
     area = rows["footprint_width"].cast(pl.Int64) * rows["footprint_height"].cast(pl.Int64)
     bad_box = (rows["footprint_width"] < 1) | (rows["footprint_height"] < 1)
-    bad_mask = rows[_MASK].list.len().fill_null(-1) != area
+    bad_mask = rows[_MASK].list.len() != area
     n_flux = rows[_FLUX].list.len()
     bad_flux = n_flux.is_not_null() & (n_flux != area)
+    holes = (rows[_MASK].list.eval(pl.element().is_null().any()).list.first().fill_null(False)
+             | rows[_FLUX].list.eval(pl.element().is_null().any()).list.first()
+             .fill_null(False))
     for bad, what in ((bad_box, "a footprint box of width or height below 1"),
                       (bad_mask, "a footprint_mask whose length is not width x height"),
-                      (bad_flux, "a footprint_flux whose length is not width x height")):
+                      (bad_flux, "a footprint_flux whose length is not width x height"),
+                      (holes, "null elements inside footprint_mask or footprint_flux")):
         if bad.any():
             ids = rows["id"].filter(bad).head(5).to_list()
             raise ReferenceCatalogError(f"{name}: {int(bad.sum())} row(s) with {what}, e.g. "
                                         f"ids {ids}")
-    nulls = [c for c in ("id", "parent", "footprint_x0", "footprint_y0") if rows[c].null_count()]
-    if nulls:
-        raise ReferenceCatalogError(f"{name}: null values in column(s) {nulls}")
 
 
 def _flat(series: pl.Series, dtype: type) -> tuple[np.ndarray, np.ndarray]:
@@ -252,15 +260,27 @@ def _arrays(rows: pl.DataFrame, own: np.ndarray, tile: Tile, name: str) -> InBan
     parent = rows["parent"].to_numpy()
     values, value_offset = _flat(rows[_FLUX], np.float32)
     mask, mask_offset = _flat(rows[_MASK], np.bool_)
-    # a child without values is measured with its parent's footprint (NoiseReplacer)
+    # a child without values is measured with the heavy footprint of the first ancestor that
+    # has values, or of its top-level ancestor (NoiseReplacer's parent chain)
     use = own.copy()
-    lacking = (value_offset[own] < 0) & (parent[own] != 0)
-    if lacking.any():
-        order = np.argsort(ids, kind="stable")
-        pos = np.searchsorted(ids[order], parent[own[lacking]])
-        pos = np.minimum(pos, ids.size - 1)
-        found = ids[order][pos] == parent[own[lacking]]
-        use[np.flatnonzero(lacking)[found]] = order[pos[found]]
+    order = np.argsort(ids, kind="stable")
+    for _ in range(8):  # deblend trees are one or two levels deep
+        lacking = (value_offset[use] < 0) & (parent[use] != 0)
+        if not lacking.any():
+            break
+        wanted = parent[use[lacking]]
+        pos = np.minimum(np.searchsorted(ids[order], wanted), max(ids.size - 1, 0))
+        found = ids[order][pos] == wanted
+        if not found.all():
+            ids_bad = ids[use[lacking][~found]][:5].tolist()
+            raise ReferenceCatalogError(
+                f"{name}: {int((~found).sum())} child row(s) without footprint_flux whose "
+                f"parent has no row for the tile {_tile_label(tile)}, e.g. ids {ids_bad}: a "
+                "child needs its deblended values or a top-level ancestor's footprint")
+        use[np.flatnonzero(lacking)] = order[pos]
+    else:
+        raise ReferenceCatalogError(f"{name}: the parent chains of some rows do not end at a "
+                                    "top-level row (parent = 0)")
     x0, y0 = tile.xy0
     return InBandJoin(
         ids=ids, parent=parent,

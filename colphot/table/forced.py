@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
+from colphot._fs import redact_url
 from colphot.config import ForcedPhotConfig
 from colphot.exceptions import NoPsfWarning
 from colphot.measure.aperture import measure_apertures
@@ -123,7 +124,7 @@ def provenance(tile: Tile, config: ForcedPhotConfig | None = None, *,
     the in-band catalog's name and the noise replacement's source and seed."""
     out = tile.provenance()
     if in_band is not None:
-        name = in_band if isinstance(in_band, str) else os.fspath(in_band)
+        name = redact_url(in_band if isinstance(in_band, str) else os.fspath(in_band))
         out["deblend"] = deblend_provenance(tile, config or ForcedPhotConfig(), name)
     return out
 

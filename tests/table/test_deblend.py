@@ -364,3 +364,78 @@ def test_missing_column_and_duplicate_ids(small):
         colphot.forced_photometry(tile, refs, in_band=pl.concat([ib, ib.head(2)]))
     with pytest.raises(ReferenceCatalogError, match="cannot read the in-band catalog"):
         colphot.forced_photometry(tile, refs, in_band="/nonexistent/in_band.parquet")
+
+
+def test_null_widths_null_list_elements_and_categorical_band(small):
+    tile, refs, ib = small
+    nulled = ib.with_columns(footprint_width=pl.when(pl.col("id") == 6).then(None)
+                             .otherwise(pl.col("footprint_width")))
+    with pytest.raises(ReferenceCatalogError, match=r"null values.*footprint_width.*\[6\]"):
+        colphot.forced_photometry(tile, refs, in_band=nulled)
+    holes = ib.with_columns(footprint_flux=pl.when(pl.col("id") == 8).then(
+        pl.col("footprint_flux").list.eval(pl.when(pl.element() > 0).then(pl.element())))
+        .otherwise(pl.col("footprint_flux")))
+    assert holes["footprint_flux"].list.eval(pl.element().is_null().any()).list.first().any()
+    with pytest.raises(ReferenceCatalogError, match=r"null elements.*\[8\]"):
+        colphot.forced_photometry(tile, refs, in_band=holes)
+    categorical = ib.with_columns(pl.col("band").cast(pl.Categorical))
+    assert colphot.forced_photometry(tile, refs, in_band=categorical).equals(
+        colphot.forced_photometry(tile, refs, in_band=ib))
+
+
+def test_child_without_values_takes_its_ancestors_footprint(small):
+    tile, refs, ib = small
+    child = ib.filter(pl.col("parent") != 0)["id"][0]
+    parent = ib.filter(pl.col("id") == child)["parent"][0]
+    no_values = ib.with_columns(footprint_flux=pl.when(pl.col("id") == child).then(None)
+                                .otherwise(pl.col("footprint_flux")))
+    deb = colphot.forced_photometry(tile, refs, in_band=no_values)
+    # measured with the parent's footprint: the observed pixels of the whole blend
+    parent_row = ib.filter(pl.col("id") == parent)
+    as_parent = ib.filter(pl.col("id") != child).vstack(
+        parent_row.with_columns(id=pl.lit(child, dtype=pl.Int64)))
+    want = colphot.forced_photometry(tile, refs, in_band=as_parent)
+    i = refs["id"].to_list().index(child)
+    assert deb["psfFlux"][i] == want["psfFlux"][i]
+    orphan = no_values.filter(pl.col("id") != parent)
+    with pytest.raises(ReferenceCatalogError, match=r"without footprint_flux whose parent"):
+        colphot.forced_photometry(tile, refs, in_band=orphan)
+
+
+def test_provenance_redacts_credentials(small):
+    tile, _, _ = small
+    prov = colphot.provenance(tile, in_band="s3://key:secret@bucket/in_band")
+    assert prov["deblend"]["in_band"] == "s3://bucket/in_band"
+
+
+def test_kernels_refuse_footprints_off_the_image():
+    from colphot.measure.aperture import measure_apertures
+    from colphot.measure.footprints import Footprints
+
+    image = np.zeros((20, 20), np.float32)
+    fp = Footprints(np.array([15]), np.array([0]), np.array([10]), np.array([2]),
+                    np.array([0]), np.zeros(20, np.float32), np.ones(20, np.uint8),
+                    np.array([False]))
+    with pytest.raises(ValueError, match="boxes off a 20 x 20 image"):
+        measure_apertures(image, image, np.array([10.0]), np.array([10.0]), [3.0],
+                          footprints=fp)
+
+
+def test_local_background_off_edge_centre_reads_only_its_region():
+    """A centre past the image edge with a wide region buffer left by an earlier source."""
+    from colphot.measure.footprints import Footprints
+    from colphot.measure.local_background import measure_local_background
+
+    image = np.ones((50, 50), np.float32)
+    big = np.full(2500, 1e6, np.float32)
+    small_ = np.ones(100, np.float32)
+    fp = Footprints(np.array([0, 40]), np.array([0, 20]), np.array([50, 10]),
+                    np.array([50, 10]), np.array([0, 2500]), np.concatenate([big, small_]),
+                    np.ones(2600, np.uint8), np.array([False, False]))
+    x, y = np.array([25.0, 53.0]), np.array([25.0, 25.0])
+    both = measure_local_background(image, None, x, y, np.array([20.0, 2.5]),
+                                    np.array([24.0, 4.9]), footprints=fp)
+    alone = measure_local_background(image, None, x[1:], y[1:], np.array([2.5]),
+                                     np.array([4.9]), footprints=fp.take([1]))
+    np.testing.assert_array_equal(both.level[1:], alone.level)
+    assert alone.level[0] == 1.0
