@@ -6,7 +6,8 @@ pixel is read once for all radii. Only the pixels that straddle a circle get a f
 weight (exact area, n x n sub-pixel samples, or the centre test). For the exact area every
 square root and arcsine a source needs (at its row and column edges, per radius) is tabulated
 first, in vectorised loops; see :mod:`colphot.measure._overlap`. No pixel is masked, as in LSST:
-a NaN under an aperture gives a NaN flux.
+a non-finite pixel value or variance under an aperture (NO_DATA in a coadd) gives a NaN flux and
+error, flagged ``flag_noData``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
+from colphot._arrays import as_plane
 from colphot._typing import ApertureMethod
 from colphot.measure._overlap import band_h as _h
 from colphot.measure._overlap import circle_integral as _g
@@ -35,6 +37,7 @@ __all__ = ["ApertureResult", "measure_apertures", "FLAGS"]
 FLAGS = (
     (0, "flag", "general failure"),
     (1, "flag_apertureTruncated", "aperture extends past the tile"),
+    (2, "flag_noData", "a pixel in the aperture has no data (non-finite value or variance)"),
 )
 
 
@@ -46,14 +49,22 @@ class ApertureResult:
     ----------
     flux, flux_err
         ``(n, k)`` weighted sums of pixel values and ``sqrt(sum(w V))``, image units; NaN where
-        truncated.
+        truncated or where a pixel has no data.
     truncated
         ``(n, k)`` bool, the aperture extends past the image.
+    no_data
+        ``(n, k)`` bool, a pixel in the aperture has a non-finite value or variance.
     """
 
     flux: np.ndarray
     flux_err: np.ndarray
     truncated: np.ndarray
+    no_data: np.ndarray
+
+    @property
+    def flag(self) -> np.ndarray:
+        """``(n, k)`` general failure flag: truncated or no data."""
+        return self.truncated | self.no_data
 
 
 def measure_apertures(
@@ -88,16 +99,16 @@ def measure_apertures(
     Returns
     -------
     ApertureResult
-        Sums in image units; an aperture not wholly on the image is NaN and ``truncated``.
+        Sums in image units; an aperture not wholly on the image is NaN and ``truncated``, one
+        over a pixel without data NaN and ``no_data``.
     """
     radii_arr = np.asarray(radii, dtype=np.float64)
     if radii_arr.ndim != 1 or radii_arr.size == 0 or np.any(np.diff(radii_arr) <= 0):
         raise ValueError(f"radii: expected increasing positive radii, got {radii_arr}")
     if np.any(radii_arr <= 0):
         raise ValueError(f"radii: expected positive radii, got {radii_arr}")
-    if image.ndim != 2 or image.shape != variance.shape:
-        raise ValueError(f"image and variance must be 2D of one shape, got {image.shape}, "
-                         f"{variance.shape}")
+    image = as_plane("image", image)
+    variance = as_plane("variance", variance, shape=image.shape, dtype=image.dtype)
     if method == "exact":
         mode, n_sub = 0, 1
     elif method == "subpixel":
@@ -118,7 +129,12 @@ def measure_apertures(
     truncated = np.ones((n, k), dtype=np.bool_)
     fp = check_footprints(footprints, n, image.shape)
     _apertures_kernel(image, variance, x, y, radii_arr, mode, n_sub, flux, var, truncated, *fp)
-    return ApertureResult(flux=flux, flux_err=np.sqrt(var), truncated=truncated)
+    with np.errstate(invalid="ignore"):
+        err = np.sqrt(var)
+    no_data = ~truncated & ~(np.isfinite(flux) & np.isfinite(err))
+    flux[no_data] = np.nan
+    err[no_data] = np.nan
+    return ApertureResult(flux=flux, flux_err=err, truncated=truncated, no_data=no_data)
 
 
 #: LLVM fast-math flags: reassociation only (vectorised sums); NaN and infinity semantics are

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
+from colphot._arrays import as_plane
 from colphot.measure._prefetch import prefetch_box
 from colphot.measure.footprints import Footprints, check_footprints, source_region, touches
 
@@ -69,6 +70,8 @@ def measure_gaussian_flux(
         ``flux``, ``flux_err`` in image units; NaN with ``flag_bad_shape`` when the moments are
         unusable; ``flag`` also when the window leaves the image or covers non-finite pixels.
     """
+    image = as_plane("image", image)
+    variance = as_plane("variance", variance, shape=image.shape, dtype=image.dtype)
     args = [np.ascontiguousarray(a, dtype=np.float64) for a in (x, y, ixx, iyy, ixy)]
     shapes = [a.shape for a in args]
     if args[0].ndim != 1 or any(s != shapes[0] for s in shapes):

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
+from colphot._arrays import as_mask, as_plane
 from colphot.measure._prefetch import prefetch_box
 from colphot.measure.footprints import Footprints, check_footprints, source_region, touches
 
@@ -67,6 +68,8 @@ def measure_local_background(
         ``image``'s (the noise-replaced image) for that source only; ``None`` measures
         ``image`` as it is.
     """
+    image = as_plane("image", image)
+    mask = as_mask("mask", mask, shape=image.shape)
     x = np.ascontiguousarray(x, dtype=np.float64)
     y = np.ascontiguousarray(y, dtype=np.float64)
     if x.ndim != 1 or x.shape != y.shape:

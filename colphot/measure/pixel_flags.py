@@ -12,6 +12,8 @@ import math
 import numpy as np
 from numba import njit
 
+from colphot._arrays import as_mask
+
 __all__ = ["PIXEL_FLAGS", "gather_mask_bits", "pixel_flags"]
 
 #: (column suffix, mask plane(s), where): where is "footprint" or "center".
@@ -48,6 +50,8 @@ def gather_mask_bits(
     footprint, center, offimage
         ``uint64`` ORs of the bits (0 where off the image) and a bool "centre off the image".
     """
+    mask = np.asarray(mask)
+    mask = as_mask("mask", mask, shape=mask.shape if mask.ndim == 2 else (-1, -1))
     x = np.ascontiguousarray(x, dtype=np.float64)
     y = np.ascontiguousarray(y, dtype=np.float64)
     if x.ndim != 1 or x.shape != y.shape:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
+from colphot._arrays import as_mask, as_plane
 from colphot.measure._prefetch import prefetch_box
 from colphot.measure.footprints import Footprints, check_footprints, source_region, touches
 
@@ -87,6 +88,9 @@ def measure_psf_flux(
     PsfFluxResult
         ``flux`` and ``flux_err`` in image units, ``area`` in pixels; NaN with flags on failure.
     """
+    image = as_plane("image", image)
+    variance = as_plane("variance", variance, shape=image.shape, dtype=image.dtype)
+    mask = as_mask("mask", mask, shape=image.shape)
     x = np.ascontiguousarray(x, dtype=np.float64)
     y = np.ascontiguousarray(y, dtype=np.float64)
     if x.ndim != 1 or x.shape != y.shape:

@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from colphot._fs import filesystem, join, put_atomic
+from colphot._identity import HIVE_NULL, band_problem, index_problem
 from colphot._typing import PathLike, StorageOptions
 from colphot.config import ForcedPhotConfig
 from colphot.exceptions import SchemaError
@@ -20,12 +21,27 @@ from colphot.table.schema import PARTITION_KEYS, arrow_schema, forced_columns
 __all__ = ["write_forced", "write_partition", "write_common_metadata", "partition_path",
            "HIVE_NULL"]
 
-HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
 PART_NAME = "part-0.parquet"
 
 
 def partition_path(band: str | None, tract: int | None, patch: int | None) -> str:
-    """Relative folder ``band=…/tract=…/patch=…`` of one tile's rows."""
+    """Relative folder ``band=…/tract=…/patch=…`` of one tile's rows.
+
+    Raises
+    ------
+    SchemaError
+        A value that cannot name a folder (:mod:`colphot._identity`): a band with a path
+        separator, ``..`` or the hive null token, a negative or non-integer tract or patch. A
+        missing (``None``) value becomes the hive null folder.
+    """
+    problems = []
+    if band is not None and (why := band_problem(band)):
+        problems.append(f"band: {why}")
+    for key, value in (("tract", tract), ("patch", patch)):
+        if value is not None and (why := index_problem(value)):
+            problems.append(f"{key}: {why}")
+    if problems:
+        raise SchemaError(f"partition values cannot name an output folder: {'; '.join(problems)}")
     values = [HIVE_NULL if v is None else str(v) for v in (band, tract, patch)]
     return "/".join(f"{k}={v}" for k, v in zip(PARTITION_KEYS, values, strict=True))
 

@@ -32,7 +32,7 @@ from colphot.tile.tile import Tile
 if TYPE_CHECKING:
     from colphot._typing import PathLike, StorageOptions
 
-__all__ = ["forced_photometry", "provenance", "spatial_order", "strip_height"]
+__all__ = ["forced_photometry", "provenance", "spatial_order", "strip_height", "unflagged_nans"]
 
 
 def strip_height(config: ForcedPhotConfig) -> float:
@@ -126,6 +126,30 @@ def provenance(tile: Tile, config: ForcedPhotConfig | None = None, *,
     if in_band is not None:
         name = redact_url(in_band if isinstance(in_band, str) else os.fspath(in_band))
         out["deblend"] = deblend_provenance(tile, config or ForcedPhotConfig(), name)
+    return out
+
+
+def unflagged_nans(frame: pl.DataFrame) -> dict[str, int]:
+    """Rows per column whose value is NaN (or null) while its algorithm's flag is not set.
+
+    colphot's promise, LSST's rule: a measurement that is NaN has its ``<algorithm>_flag`` set
+    (and a specific flag). A float column belongs to the longest ``X_flag`` whose ``X`` it
+    starts with (``ap12FluxErr`` to ``ap12Flux_flag``, ``centroid_x`` to ``centroid_flag``);
+    columns without one (``psfMag``, NaN for a flux <= 0) are not checked. Empty when the frame
+    keeps the promise.
+    """
+    flags = sorted((c[:-5] for c in frame.columns if c.endswith("_flag")), key=len,
+                   reverse=True)
+    out: dict[str, int] = {}
+    for column, dtype in frame.schema.items():
+        if not dtype.is_float():
+            continue
+        owner = next((f for f in flags if column.startswith(f)), None)
+        if owner is None:
+            continue
+        bad = (frame[column].is_nan().fill_null(True) & ~frame[f"{owner}_flag"]).sum()
+        if bad:
+            out[column] = int(bad)
     return out
 
 
@@ -248,8 +272,9 @@ def _aperture_columns(tile: Tile, image: np.ndarray, x: np.ndarray, y: np.ndarra
     for k, token in enumerate(config.aperture_names):
         out[f"ap{token}Flux"] = res.flux[:, k]
         out[f"ap{token}FluxErr"] = res.flux_err[:, k]
-        out[f"ap{token}Flux_flag"] = res.truncated[:, k]
+        out[f"ap{token}Flux_flag"] = res.flag[:, k]
         out[f"ap{token}Flux_flag_apertureTruncated"] = res.truncated[:, k]
+        out[f"ap{token}Flux_flag_noData"] = res.no_data[:, k]
     return out
 
 

@@ -9,9 +9,12 @@ from typing import Any
 
 import numpy as np
 from astropy.io import fits
+from astropy.io.fits.verify import VerifyError
 from astropy.wcs import WCS, FITSFixedWarning
+from astropy.wcs.utils import wcs_to_celestial_frame
 
 from colphot._fs import is_local
+from colphot._identity import band_problem, parse_index
 from colphot._typing import PathLike, StorageOptions
 from colphot.exceptions import EstimatedVarianceWarning, TileFormatError
 from colphot.tile.mask import mask_planes_from_header
@@ -72,7 +75,10 @@ def read_tile(
             except FileNotFoundError as err:
                 raise FileNotFoundError(f"{name}: tile file not found") from err
         with opened as hdul:
-            return _tile_from_hdul(hdul, name, psf)
+            try:
+                return _tile_from_hdul(hdul, name, psf)
+            except VerifyError as err:  # a header card astropy cannot parse
+                raise TileFormatError(f"{name}: unparsable header card ({err})") from err
     except OSError as err:
         if isinstance(err, FileNotFoundError):
             raise
@@ -138,8 +144,8 @@ def tile_identity(hdul: fits.HDUList, name: str, *, require_image: bool = True
             raise
         i_image = 0
     header, primary = hdul[i_image].header, hdul[0].header
-    where = f"{name}[HDU {i_image}]"
-    return (_identity(header, primary, ("BAND", "FILTER"), str),
+    where = (f"{name}[HDU {i_image}]", f"{name}[HDU 0]")
+    return (_identity(header, primary, ("BAND", "FILTER"), str, where),
             _identity(header, primary, ("TRACT",), int, where),
             _identity(header, primary, ("PATCH",), int, where))
 
@@ -151,6 +157,9 @@ def _tile_from_hdul(hdul: fits.HDUList, name: str, psf_arg: Any) -> Tile:
     primary = hdul[0].header
     where = f"{name}[HDU {i_image}]"
     image = _read_2d(image_hdu, where, "IMAGE")
+    # header values first: a bad number names its key before wcslib sees the header
+    scale, unit = _calibration(header, primary, where)
+    xy0 = _xy0(header, where)
     wcs = _celestial_wcs(header, where)
     shape = image.shape
 
@@ -178,7 +187,6 @@ def _tile_from_hdul(hdul: fits.HDUList, name: str, psf_arg: Any) -> Tile:
     if psf_model is None and psf_arg is not None:
         psf_model = _psf_from_argument(psf_arg)
 
-    scale, unit = _calibration(header, primary, where)
     if variance is None:
         variance = _estimate_variance(image, name)
         estimated = True
@@ -198,7 +206,7 @@ def _tile_from_hdul(hdul: fits.HDUList, name: str, psf_arg: Any) -> Tile:
         band=band,
         tract=tract,
         patch=patch,
-        xy0=_xy0(header),
+        xy0=xy0,
         mask_planes=planes,
         flux_scale=scale,
         flux_unit=unit,
@@ -239,50 +247,104 @@ def _celestial_wcs(header: fits.Header, where: str) -> WCS:
             f"{where} IMAGE: no celestial WCS (CTYPE1/CTYPE2 = "
             f"{header.get('CTYPE1')!r}/{header.get('CTYPE2')!r})"
         )
-    return wcs.celestial
+    celestial = wcs.celestial
+    try:
+        wcs_to_celestial_frame(celestial)
+        with np.errstate(all="ignore"):
+            celestial.pixel_to_world(0.0, 0.0)
+    except Exception as err:  # astropy's errors for frames it cannot build
+        raise TileFormatError(
+            f"{where} IMAGE: the WCS has no usable celestial frame (RADESYS = "
+            f"{header.get('RADESYS')!r}, EQUINOX = {header.get('EQUINOX')!r}: {err})") from err
+    return celestial
 
 
-def _xy0(header: fits.Header) -> tuple[int, int]:
-    if "LTV1" in header or "LTV2" in header:
-        return (int(round(-float(header.get("LTV1", 0.0)))),
-                int(round(-float(header.get("LTV2", 0.0)))))
-    if "CRVAL1A" in header and "CRVAL2A" in header:
-        return int(round(float(header["CRVAL1A"]))), int(round(float(header["CRVAL2A"])))
+def _header_number(header: fits.Header, key: str, where: str) -> float:
+    """A finite real header value (``TileFormatError`` naming the key otherwise)."""
+    try:
+        value = header[key]
+    except VerifyError as err:
+        raise TileFormatError(f"{where} {key}: unparsable card ({err})") from err
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TileFormatError(f"{where} {key}: expected a number, got {value!r}")
+    number = float(value)
+    if not math.isfinite(number):
+        raise TileFormatError(f"{where} {key}: expected a finite number, got {value!r}")
+    return number
+
+
+def _xy0(header: fits.Header, where: str = "") -> tuple[int, int]:
+    out = []
+    for keys, sign in ((("LTV1", "LTV2"), -1.0), (("CRVAL1A", "CRVAL2A"), 1.0)):
+        if keys[0] in header or keys[1] in header:
+            if sign > 0 and not (keys[0] in header and keys[1] in header):
+                continue
+            for key in keys:
+                value = _header_number(header, key, where) if key in header else 0.0
+                if abs(value) > 2**31 or value != round(value):
+                    raise TileFormatError(
+                        f"{where} {key}: expected an integer pixel offset within 2**31, got "
+                        f"{header[key]!r}")
+                out.append(int(round(sign * value)))
+            return out[0], out[1]
     return 0, 0
 
 
 def _identity(header: fits.Header, primary: fits.Header, keys: tuple[str, ...], kind: type,
-              where: str = "") -> Any:
-    for h in (header, primary):
+              where: tuple[str, str]) -> Any:
+    """The first of ``keys`` in the image header, then the primary one (``where`` names
+    them in errors), parsed as a tract/patch number (``kind`` int) or a band."""
+    for h, at in zip((header, primary), where, strict=True):
         for key in keys:
             if key in h:
                 value = h[key]
                 if kind is int:
                     try:
-                        return int(value)
-                    except (TypeError, ValueError) as err:
-                        raise TileFormatError(
-                            f"{where} {key}: expected an integer, got {value!r}"
-                        ) from err
-                text = str(value).strip()
-                return text or None
+                        return parse_index(value)
+                    except ValueError as err:
+                        raise TileFormatError(f"{at} {key}: {err}") from err
+                text = str(value).strip() if isinstance(value, str) else value
+                if text == "":
+                    return None
+                why = band_problem(text)
+                if why:
+                    raise TileFormatError(f"{at} {key}: not a usable band name ({why})")
+                return text
     return None
 
 
+#: Accepted range of MAGZERO (AB magnitude of one pixel unit).
+_MAGZERO_RANGE = (-50.0, 100.0)
+
+
 def _calibration(header: fits.Header, primary: fits.Header, where: str) -> tuple[float | None, str]:
-    """``(scale to nJy or None, unit)`` from BUNIT, MAGZERO or FLUXMAG0."""
+    """``(scale to nJy or None, unit)`` from BUNIT, MAGZERO or FLUXMAG0.
+
+    A MAGZERO or FLUXMAG0 that is present but unusable (not a finite number, MAGZERO outside
+    [-50, 100], FLUXMAG0 negative) is an error, not silently ignored; 0 means uncalibrated.
+    """
     for h in (header, primary):
         bunit = h.get("BUNIT")
         if isinstance(bunit, str) and bunit.strip().lower() == "njy":
             return 1.0, "nJy"
     for h in (header, primary):
-        magzero = h.get("MAGZERO")
-        if isinstance(magzero, int | float) and math.isfinite(magzero) and magzero != 0:
-            return 10.0 ** (-0.4 * (float(magzero) - AB_NJY_ZEROPOINT)), "nJy"
+        if "MAGZERO" in h:
+            magzero = _header_number(h, "MAGZERO", where)
+            if magzero == 0:
+                continue  # the conventional "no zero point"
+            if not _MAGZERO_RANGE[0] <= magzero <= _MAGZERO_RANGE[1]:
+                raise TileFormatError(f"{where} MAGZERO: expected an AB zero point in "
+                                      f"{list(_MAGZERO_RANGE)}, got {magzero!r}")
+            return 10.0 ** (-0.4 * (magzero - AB_NJY_ZEROPOINT)), "nJy"
     for h in (header, primary):
-        fluxmag0 = h.get("FLUXMAG0")
-        if isinstance(fluxmag0, int | float) and math.isfinite(fluxmag0) and fluxmag0 > 0:
-            return 10.0 ** (0.4 * AB_NJY_ZEROPOINT) / float(fluxmag0), "nJy"
+        if "FLUXMAG0" in h:
+            fluxmag0 = _header_number(h, "FLUXMAG0", where)
+            if fluxmag0 == 0:
+                continue  # the conventional "not calibrated"
+            if not 0 < fluxmag0 < 1e300:
+                raise TileFormatError(f"{where} FLUXMAG0: expected a positive flux of a "
+                                      f"zero-magnitude source, got {fluxmag0!r}")
+            return 10.0 ** (0.4 * AB_NJY_ZEROPOINT) / fluxmag0, "nJy"
     for h in (header, primary):
         bunit = h.get("BUNIT")
         if isinstance(bunit, str) and bunit.strip():

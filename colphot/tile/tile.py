@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 from astropy.wcs import WCS
 
+from colphot._arrays import as_mask, as_plane
+from colphot._identity import band_problem, parse_index
 from colphot.tile.psf import PsfModel
 
 __all__ = ["Tile"]
@@ -60,6 +62,46 @@ class Tile:
     flux_unit: str = "nJy"
     variance_estimated: bool = False
     uri: str | None = None
+
+    def __post_init__(self) -> None:
+        """Check every field and normalise the planes (C order, native byte order, float32 or
+        float64 pixels with the variance in the image's dtype, uint32/uint64 masks), so that
+        the kernels see one set of types; errors name the field."""
+        self.image = as_plane("image", self.image)
+        self.variance = as_plane("variance", self.variance, shape=self.image.shape,
+                                 dtype=self.image.dtype)
+        self.mask = as_mask("mask", self.mask, shape=self.image.shape)
+        if not isinstance(self.wcs, WCS) or not self.wcs.has_celestial \
+                or self.wcs.naxis != 2:
+            raise TypeError(f"wcs: expected a 2-axis celestial astropy WCS, got "
+                            f"{type(self.wcs).__name__}")
+        if self.psf is not None and not isinstance(self.psf, PsfModel):
+            raise TypeError(f"psf: expected a colphot PsfModel or None, got "
+                            f"{type(self.psf).__name__}")
+        if self.band is not None and (why := band_problem(self.band)):
+            raise ValueError(f"band: {why}")
+        for key in ("tract", "patch"):
+            value = getattr(self, key)
+            if value is not None:
+                try:
+                    setattr(self, key, parse_index(value))
+                except ValueError as err:
+                    raise ValueError(f"{key}: {err}") from err
+        try:
+            x0, y0 = self.xy0
+            if any(isinstance(v, bool) or int(v) != v for v in (x0, y0)):
+                raise ValueError
+            self.xy0 = (int(x0), int(y0))
+        except (TypeError, ValueError, OverflowError) as err:
+            raise ValueError(f"xy0: expected two integers, got {self.xy0!r}") from err
+        planes = dict(self.mask_planes or {})
+        bits = 8 * (self.mask.itemsize if self.mask is not None else 8)
+        for plane, bit in planes.items():
+            if not isinstance(plane, str) or isinstance(bit, bool) or not isinstance(bit, int) \
+                    or not 0 <= bit < bits:
+                raise ValueError(f"mask_planes: {plane!r} -> {bit!r} is not a name and a bit "
+                                 f"number in [0, {bits})")
+        self.mask_planes = planes
 
     @property
     def shape(self) -> tuple[int, int]:

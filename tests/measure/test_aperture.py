@@ -166,7 +166,7 @@ def test_invalid_arguments_raise(kwargs, match):
 
 
 def test_shape_mismatch_raises():
-    with pytest.raises(ValueError, match="image and variance"):
+    with pytest.raises(ValueError, match=r"variance: shape \(20, 21\) does not match"):
         measure_apertures(np.ones((20, 20)), np.ones((20, 21)), np.array([10.0]),
                           np.array([10.0]), [3.0])
 
@@ -197,3 +197,21 @@ def test_length_mismatch_raises():
     with pytest.raises(ValueError, match="x, y"):
         measure_apertures(np.ones((20, 20)), np.ones((20, 20)), np.array([5.0, 10.0]),
                           np.array([5.0]), [3.0])
+
+
+def test_no_data_pixels_flag_the_aperture():
+    """A NaN pixel (NO_DATA) or an infinite variance under an aperture: NaN flux and error with
+    flag_noData; apertures that miss it are unaffected."""
+    image = np.ones((60, 60), np.float32)
+    variance = np.ones((60, 60), np.float32)
+    image[30, 36] = np.nan
+    variance[10, 10] = np.inf
+    x = np.array([30.0, 10.0, 45.0])
+    y = np.array([30.0, 10.0, 45.0])
+    res = measure_apertures(image, variance, x, y, [3.0, 9.0])
+    assert not res.no_data[0, 0] and res.no_data[0, 1]
+    assert np.isnan(res.flux[0, 1]) and np.isnan(res.flux_err[0, 1])
+    assert res.flux[0, 0] == pytest.approx(np.pi * 9, rel=1e-9)
+    assert res.no_data[1].all() and np.isnan(res.flux[1]).all() and np.isnan(res.flux_err[1]).all()
+    assert not res.no_data[2].any() and np.isfinite(res.flux[2]).all()
+    np.testing.assert_array_equal(res.flag, res.no_data | res.truncated)

@@ -8,6 +8,7 @@ import pytest
 import colphot
 from colphot.cli import main
 from colphot.sim.demo import blend_summary, truth_summary
+from colphot.table.forced import unflagged_nans
 
 
 @pytest.mark.slow
@@ -18,6 +19,9 @@ def test_demo_measures_every_tile_and_recovers_isolated_stars(tmp_path, capsys):
     assert "blended stars, deblended psfFlux and undeblended_psfFlux" in printed
 
     measured = colphot.open_forced(tmp_path / "forced").collect()
+    # every NaN value has its flag set (apertures over NO_DATA included)
+    assert unflagged_nans(measured) == {}
+    assert measured["ap12Flux_flag_noData"].sum() > 0
     truth = pl.read_parquet(tmp_path / "survey" / "truth.parquet")
     # every reference object on a tile is measured in every band, once per tile
     assert measured.select("band", "tract", "patch", "objectId").is_duplicated().sum() == 0

@@ -287,3 +287,52 @@ def test_truncated_file_names_file_and_hdu(sim, tmp_path):
                        match=f"{re.escape(str(path))}\\[HDU 3\\] VARIANCE: cannot read"):
         with pytest.warns(AstropyUserWarning, match="truncated"):
             read_tile(path)
+
+
+#: (where, key, value, what the error says): header values that must not pass silently.
+BAD_HEADERS = [
+    ("primary", "BAND", "../../x", r"BAND: not a usable band name"),
+    ("primary", "BAND", "a/b", r"BAND: not a usable band name.*path separator"),
+    ("primary", "BAND", "__HIVE_DEFAULT_PARTITION__", r"BAND: .*hive null token"),
+    ("primary", "TRACT", 1.5, r"TRACT: expected a non-negative integer"),
+    ("primary", "TRACT", -3, r"TRACT: expected a non-negative integer"),
+    ("primary", "PATCH", True, r"PATCH: expected a non-negative integer"),
+    ("image", "MAGZERO", "abc", r"MAGZERO: expected a number, got 'abc'"),
+    ("image", "MAGZERO", -1000.0, r"MAGZERO: expected an AB zero point"),
+    ("image", "FLUXMAG0", -5.0, r"FLUXMAG0: expected a positive flux"),
+    ("image", "LTV1", "abc", r"LTV1: expected a number, got 'abc'"),
+    ("image", "LTV1", 0.5, r"LTV1: expected an integer pixel offset"),
+    ("image", "LTV2", 1e12, r"LTV2: expected an integer pixel offset within 2\*\*31"),
+    ("image", "RADESYS", "NONSENSE", r"no usable celestial frame \(RADESYS = 'NONSENSE'"),
+]
+
+
+@pytest.mark.parametrize(("where", "key", "value", "message"), BAD_HEADERS,
+                         ids=[f"{k}={v!r}" for _, k, v, _ in BAD_HEADERS])
+def test_bad_header_values_name_file_hdu_and_key(sim, tmp_path, where, key, value, message):
+    kwargs = {"primary": {key: value}} if where == "primary" else {"image_header": {key: value}}
+    hdul, _ = _hdus(sim, **kwargs)
+    path = _write(tmp_path, hdul)
+    with pytest.raises(TileFormatError, match=message) as info:
+        read_tile(path)
+    assert str(path) in str(info.value) and "HDU" in str(info.value)
+
+
+def _replace_card(path, key, old_value, text):
+    """Rewrite the card ``key = old_value`` of a written file as ``key = text`` (FITS allows
+    NAN/INF spelled in a card, astropy's writer does not produce them)."""
+    raw = path.read_bytes()
+    card = fits.Card(key, old_value).image.encode()
+    assert card in raw
+    path.write_bytes(raw.replace(card, f"{key:<8}= {text:>20}".ljust(80).encode()))
+
+
+@pytest.mark.parametrize(("key", "text"), [("MAGZERO", "NAN"), ("MAGZERO", "INF"),
+                                           ("FLUXMAG0", "-INF")])
+def test_nan_and_infinite_header_numbers(sim, tmp_path, key, text):
+    hdul, _ = _hdus(sim, image_header={key: 27.0})
+    path = _write(tmp_path, hdul)
+    _replace_card(path, key, 27.0, text)
+    with pytest.raises(TileFormatError, match=rf"{re.escape(str(path))}\[HDU 1\] {key}: "
+                                              r"unparsable card"):
+        read_tile(path)
