@@ -10,26 +10,51 @@ from pathlib import Path
 __all__ = ["main"]
 
 
+class _UsageError(Exception):
+    """A problem with what the command was asked to do (exit status 2)."""
+
+
 def _config(path: str | None):
     from colphot.config import ForcedPhotConfig
 
-    return ForcedPhotConfig.from_file(path) if path else ForcedPhotConfig()
+    if not path:
+        return ForcedPhotConfig()
+    try:
+        return ForcedPhotConfig.from_file(path)
+    except FileNotFoundError as err:
+        raise _UsageError(f"--config: {path}: no such file") from err
+    except (TypeError, ValueError) as err:
+        raise _UsageError(f"--config: {err}") from err
+
+
+def _read_refs(path: str):
+    """The reference catalog of ``colphot measure``: one error naming the file."""
+    import polars as pl
+
+    from colphot.exceptions import ReferenceCatalogError
+    from colphot.runner.refs import refs_source
+
+    try:
+        return pl.scan_parquet(refs_source(path), hive_partitioning=True).collect()
+    except Exception as err:  # polars' own errors for missing, empty or non-Parquet files
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ReferenceCatalogError(
+            f"{path}: cannot read the reference catalog ({type(err).__name__}: {first})"
+        ) from err
 
 
 def _cmd_measure(args: argparse.Namespace) -> int:
-    import polars as pl
-
     import colphot
     from colphot.exceptions import MissingReferenceError
 
     config = _config(args.config)
     tile = colphot.read_tile(args.tile)
-    refs = pl.scan_parquet(args.refs, hive_partitioning=True).collect()
+    refs = _read_refs(args.refs)
     try:
         table = colphot.forced_photometry(tile, refs, config, in_band=args.in_band)
     except MissingReferenceError as err:  # name the reference catalog too
         raise MissingReferenceError(f"{err} [references: {args.refs}]") from err
-    written = colphot.write_forced(table, args.out, config=config,
+    written = colphot.write_forced(table, args.out, config=config, overwrite=args.clobber,
                                    inputs=[colphot.provenance(tile, config,
                                                               in_band=args.in_band)])
     where = written[0] if table.height else args.out
@@ -48,6 +73,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     summary = colphot.run(
         tiles=args.tiles, refs=args.refs, out=args.out, config=_config(args.config),
         client=client, n_workers=args.workers, resume=args.resume, in_band=args.in_band,
+        clobber=args.clobber,
     )
     print(summary)
     return 0 if not summary.failed else 1
@@ -62,6 +88,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The ``colphot`` argument parser."""
     parser = argparse.ArgumentParser(prog="colphot", description=__doc__)
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of an error instead of one line")
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="simulate a small survey, measure it, compare with truth")
@@ -78,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     measure.add_argument("--config", help="JSON or YAML file of ForcedPhotConfig parameters")
     measure.add_argument("--in-band", help="in-band catalog with heavy footprints (Parquet "
                          "file or hive root): deblended measurement with noise replacement")
+    measure.add_argument("--clobber", action="store_true",
+                         help="replace an output dataset of another measurement")
     measure.set_defaults(func=_cmd_measure)
 
     run = sub.add_parser("run", help="forced photometry of many tiles on Dask")
@@ -89,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", type=int, default=None, help="workers of the local cluster")
     run.add_argument("--config", help="JSON or YAML file of ForcedPhotConfig parameters")
     run.add_argument("--resume", action="store_true", help="skip tiles whose output is valid")
+    run.add_argument("--clobber", action="store_true",
+                     help="replace an output dataset of another measurement")
     run.add_argument("--in-band", help="in-band catalogs with heavy footprints: a template "
                      "with {band}/{tract}/{patch} or a hive root (band=/tract=/patch=); "
                      "deblended measurement with noise replacement")
@@ -97,10 +129,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``colphot`` command."""
+    """Entry point of the ``colphot`` command.
+
+    Exit status: 0 done, 1 the work failed (a bad file, a failed tile), 2 bad usage (arguments,
+    a config file). An error prints one line, ``colphot <command>: <Type>: <message>``;
+    ``--debug`` shows the traceback instead.
+    """
     args = build_parser().parse_args(argv)
     start = time.perf_counter()
-    code = args.func(args)
+    try:
+        code = args.func(args)
+    except KeyboardInterrupt:
+        print(f"colphot {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:
+        if args.debug:
+            raise
+        usage = isinstance(err, _UsageError)
+        kind = "usage" if usage else type(err).__name__
+        text = " ".join(str(err).split()) or repr(err)
+        print(f"colphot {args.command}: {kind}: {text[:2000]}", file=sys.stderr)
+        return 2 if usage else 1
     print(f"done in {time.perf_counter() - start:.1f} s", file=sys.stderr)
     return code
 

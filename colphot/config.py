@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import numbers
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +35,47 @@ NOISE_SOURCES: tuple[str, ...] = ("measure", "variance", "variance_median")
 
 #: LSST's default circular-aperture radii, pixels.
 DEFAULT_RADII: tuple[float, ...] = (3.0, 4.5, 6.0, 9.0, 12.0, 17.0, 25.0, 35.0, 50.0, 70.0)
+
+
+#: Largest aperture radius, pixels (a kernel's time grows with its square).
+MAX_RADIUS = 1000.0
+#: Largest sub-pixel sampling per pixel side (time grows with its square).
+MAX_SUBPIXELS = 64
+
+
+def _names(name: str, value: Any) -> tuple[str, ...]:
+    """A tuple of names from a list of strings (a bare string is an error, not its letters)."""
+    if isinstance(value, str | bytes) or not hasattr(value, "__iter__"):
+        raise TypeError(f"{name}: expected a list of names, got {value!r}")
+    out = tuple(value)
+    bad = [v for v in out if not isinstance(v, str)]
+    if bad:
+        raise TypeError(f"{name}: expected names (strings), got {bad}")
+    return out
+
+
+def _integer(name: str, value: Any, low: int, high: int) -> int:
+    """An integer in ``[low, high]`` (2.5 or True is an error, not 2 or 1)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        if not (isinstance(value, float) and value.is_integer()):
+            raise TypeError(f"{name}: expected an integer, got {value!r}")
+    if not low <= int(value) <= high:
+        raise ValueError(f"{name}: expected an integer in [{low}, {high}], got {value!r}")
+    return int(value)
+
+
+def _number(name: str, value: Any, low: float, high: float, *, low_open: bool = False
+            ) -> float:
+    """A finite real number in ``[low, high]`` (``(low, high]`` with ``low_open``)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}: expected a number, got {value!r}")
+    number = float(value)
+    inside = (low < number if low_open else low <= number) and number <= high
+    if not (math.isfinite(number) and inside):
+        bracket = "(" if low_open else "["
+        raise ValueError(f"{name}: expected a number in {bracket}{low:g}, {high:g}], got "
+                         f"{value!r}")
+    return number
 
 
 def aperture_name(radius: float) -> str:
@@ -104,16 +147,21 @@ class ForcedPhotConfig:
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        for name in ("plugins", "aperture_radii", "psf_bad_mask_planes",
-                     "local_background_bad_mask_planes", "undeblended_plugins"):
-            object.__setattr__(self, name, tuple(getattr(self, name)))
+        for name in ("plugins", "psf_bad_mask_planes", "local_background_bad_mask_planes",
+                     "undeblended_plugins"):
+            object.__setattr__(self, name, _names(name, getattr(self, name)))
         unknown = [p for p in self.plugins if p not in ALGORITHMS]
         if unknown:
             raise ValueError(f"plugins: unknown algorithm(s) {unknown}; choose from {ALGORITHMS}")
         plugins = tuple(a for a in ALGORITHMS if a in self.plugins or a == "centroid")
         object.__setattr__(self, "plugins", plugins)
-        radii = tuple(sorted(float(r) for r in self.aperture_radii))
-        if any(not r > 0 for r in radii) or len(set(radii)) != len(radii):
+        if isinstance(self.aperture_radii, str | bytes) or not hasattr(
+                self.aperture_radii, "__iter__"):
+            raise TypeError(f"aperture_radii: expected a list of radii in pixels, got "
+                            f"{self.aperture_radii!r}")
+        radii = tuple(sorted(_number("aperture_radii", r, 0.0, MAX_RADIUS, low_open=True)
+                             for r in self.aperture_radii))
+        if not radii or len(set(radii)) != len(radii):
             raise ValueError(f"aperture_radii: need distinct positive radii, got {radii}")
         tokens = [aperture_name(r) for r in radii]
         if len(set(tokens)) != len(tokens):
@@ -124,8 +172,24 @@ class ForcedPhotConfig:
                 f"aperture_method: expected 'exact', 'subpixel' or 'center', "
                 f"got {self.aperture_method!r}"
             )
-        if int(self.subpixels) < 1:
-            raise ValueError(f"subpixels: expected an integer >= 1, got {self.subpixels}")
+        object.__setattr__(self, "subpixels", _integer("subpixels", self.subpixels, 1,
+                                                        MAX_SUBPIXELS))
+        object.__setattr__(self, "footprint_radius",
+                           _integer("footprint_radius", self.footprint_radius, 0, 1000))
+        object.__setattr__(self, "local_background_n_iter",
+                           _integer("local_background_n_iter", self.local_background_n_iter,
+                                    0, 100))
+        object.__setattr__(self, "local_background_n_sigma",
+                           _number("local_background_n_sigma", self.local_background_n_sigma,
+                                   0.0, 1e3, low_open=True))
+        for name in ("local_background_inner", "local_background_outer"):
+            object.__setattr__(self, name, _number(name, getattr(self, name), 0.0, 200.0,
+                                                   low_open=True))
+        if not self.local_background_inner < self.local_background_outer:
+            raise ValueError(
+                "local_background_inner/outer: need 0 < inner < outer, got "
+                f"{self.local_background_inner}, {self.local_background_outer}"
+            )
         unknown = [p for p in self.undeblended_plugins if p not in UNDEBLENDED]
         if unknown:
             raise ValueError(f"undeblended_plugins: unknown algorithm(s) {unknown}; choose from "
@@ -135,17 +199,12 @@ class ForcedPhotConfig:
         if self.noise_source not in NOISE_SOURCES:
             raise ValueError(f"noise_source: expected one of {NOISE_SOURCES}, got "
                              f"{self.noise_source!r}")
-        if not isinstance(self.noise_seed, int) or isinstance(self.noise_seed, bool) \
-                or self.noise_seed < 0:
-            raise ValueError(f"noise_seed: expected a non-negative integer, got "
-                             f"{self.noise_seed!r}")
+        object.__setattr__(self, "noise_seed", _integer("noise_seed", self.noise_seed, 0,
+                                                         2**63 - 1))
+        object.__setattr__(self, "noise_offset", _number("noise_offset", self.noise_offset,
+                                                          -1e30, 1e30))
         if not isinstance(self.conserve_flux, bool):
             raise ValueError(f"conserve_flux: expected true or false, got {self.conserve_flux!r}")
-        if not 0 < self.local_background_inner < self.local_background_outer:
-            raise ValueError(
-                "local_background_inner/outer: need 0 < inner < outer, got "
-                f"{self.local_background_inner}, {self.local_background_outer}"
-            )
 
     @property
     def aperture_names(self) -> tuple[str, ...]:
@@ -173,11 +232,25 @@ class ForcedPhotConfig:
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> ForcedPhotConfig:
-        """Read a JSON or YAML file of parameters."""
+        """Read a JSON or YAML file of parameters.
+
+        Raises ``ValueError`` (or ``TypeError``) naming the file: unreadable YAML with its line,
+        no mapping, an unknown parameter, a value of the wrong type or range.
+        """
         import yaml
 
-        with open(path) as f:
-            data = yaml.safe_load(f) or {}
+        name = os.fspath(path)
+        try:
+            with open(path) as f:
+                data = yaml.safe_load(f) or {}
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise ValueError(f"{name}: not a YAML/JSON file{where} ({problem})") from err
         if not isinstance(data, dict):
-            raise ValueError(f"{os.fspath(path)}: a config file holds a mapping of parameters")
-        return cls.from_dict(data)
+            raise ValueError(f"{name}: a config file holds a mapping of parameters")
+        try:
+            return cls.from_dict(data)
+        except (TypeError, ValueError) as err:
+            raise type(err)(f"{name}: {err}") from err

@@ -12,6 +12,7 @@ __all__ = [
     "EstimatedVarianceWarning",
     "MissingReferenceError",
     "NoPsfWarning",
+    "OutputMismatchError",
     "ReferenceCatalogError",
     "SchemaError",
     "TileFormatError",
@@ -36,6 +37,11 @@ class MissingReferenceError(ColphotError, LookupError):
 
 class SchemaError(ColphotError, ValueError):
     """A frame disagrees with its table definition in ``catalogs/``."""
+
+
+class OutputMismatchError(SchemaError):
+    """An output dataset holds another measurement (configuration, table version, colphot
+    version or columns): the message lists the differences."""
 
 
 class ColphotWarning(UserWarning):

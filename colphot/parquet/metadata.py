@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
@@ -11,7 +12,8 @@ import pyarrow as pa
 from colphot._catalogs import load_catalog
 from colphot.config import ForcedPhotConfig
 
-__all__ = ["METADATA_KEY", "colphot_metadata", "astropy_yaml", "read_colphot_metadata"]
+__all__ = ["METADATA_KEY", "PACKAGES", "colphot_metadata", "astropy_yaml", "package_versions",
+           "read_colphot_metadata"]
 
 METADATA_KEY = "colphot"
 
@@ -23,6 +25,7 @@ def colphot_metadata(config: ForcedPhotConfig, inputs: list[dict[str, Any]],
 
     payload = {
         "colphot_version": __version__,
+        "versions": package_versions(),
         "table": "forced_source",
         "schema_version": load_catalog("forced_source")["version"],
         "config": config.to_dict(),
@@ -31,6 +34,25 @@ def colphot_metadata(config: ForcedPhotConfig, inputs: list[dict[str, Any]],
     if extra:
         payload.update(extra)
     return json.dumps(payload, sort_keys=True, default=str)
+
+
+#: The packages whose versions every output records (LSST's writePackageVersions).
+PACKAGES = ("numpy", "numba", "astropy", "polars", "pyarrow", "fsspec", "dask", "distributed",
+            "s3fs")
+
+
+@functools.cache
+def package_versions() -> dict[str, str | None]:
+    """Versions of colphot's main dependencies (``None`` for one not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out: dict[str, str | None] = {}
+    for name in PACKAGES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
 
 
 def astropy_yaml(schema: pa.Schema, meta: dict[str, Any] | None = None) -> str:

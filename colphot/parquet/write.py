@@ -10,16 +10,23 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from colphot._catalogs import load_catalog
 from colphot._fs import filesystem, join, put_atomic
 from colphot._identity import HIVE_NULL, band_problem, index_problem
 from colphot._typing import PathLike, StorageOptions
 from colphot.config import ForcedPhotConfig
-from colphot.exceptions import SchemaError
-from colphot.parquet.metadata import METADATA_KEY, astropy_yaml, colphot_metadata
+from colphot.exceptions import OutputMismatchError, SchemaError
+from colphot.parquet.metadata import (
+    METADATA_KEY,
+    astropy_yaml,
+    colphot_metadata,
+    read_colphot_metadata,
+)
+from colphot.parquet.read import differing_keys
 from colphot.table.schema import PARTITION_KEYS, arrow_schema, forced_columns
 
 __all__ = ["write_forced", "write_partition", "write_common_metadata", "partition_path",
-           "HIVE_NULL"]
+           "prepare_output", "HIVE_NULL"]
 
 PART_NAME = "part-0.parquet"
 
@@ -53,6 +60,7 @@ def write_forced(
     config: ForcedPhotConfig | None = None,
     inputs: list[dict[str, Any]] | None = None,
     storage_options: StorageOptions = None,
+    overwrite: bool = False,
 ) -> list[str]:
     """Write a forced-source table as hive-partitioned Parquet under ``root``.
 
@@ -69,6 +77,11 @@ def write_forced(
         entries of its own band/tract/patch, and their ``flux_unit`` sets the flux columns' unit.
     storage_options
         fsspec options for remote roots; never written anywhere.
+    overwrite
+        Write into a dataset that records another configuration, table version, colphot
+        version or set of columns, removing its parts first. Without it such a dataset is left
+        untouched and :class:`~colphot.exceptions.OutputMismatchError` lists the differences
+        (LSST refuses a differing config, schema or package list unless told to clobber).
 
     Returns
     -------
@@ -90,6 +103,7 @@ def write_forced(
             f"write_forced: frame columns do not match catalogs/forced_source.yaml for this "
             f"config (missing {missing[:5]}, unexpected {extra[:5]})"
         )
+    prepare_output(fs, base, config, deblended=deblended, overwrite=overwrite)
     written: list[str] = []
     groups = df.partition_by(list(PARTITION_KEYS), as_dict=True, maintain_order=True) \
         if df.height else {}
@@ -102,6 +116,57 @@ def write_forced(
         written.append(path)
     written.append(write_common_metadata(fs, base, config, inputs, deblended=deblended))
     return written
+
+
+def _recorded(fs: Any, base: str) -> list[tuple[str, dict[str, Any], list[str]]]:
+    """``(file, colphot metadata, column names)`` of what a dataset already holds: its
+    ``_common_metadata`` when there is one, else every part (a run stopped before the end)."""
+    common = join(base, "_common_metadata")
+    files = [common] if fs.exists(common) else sorted(fs.glob(join(base, "**/*.parquet")))
+    out = []
+    for path in files:
+        try:
+            with fs.open(path, "rb") as f:
+                schema = pq.read_schema(f)
+        except Exception:  # unreadable: not ours to judge, a stale file all the same
+            out.append((path, {}, []))
+            continue
+        out.append((path, read_colphot_metadata(schema), schema.names))
+    return out
+
+
+def prepare_output(fs: Any, base: str, config: ForcedPhotConfig, *, deblended: bool,
+                   overwrite: bool) -> None:
+    """Make sure a write into ``base`` cannot mix two measurements in one dataset.
+
+    When the dataset records another configuration, table or schema version, colphot version
+    or set of columns: with ``overwrite``, remove its parts, ``_common_metadata`` and manifest;
+    else raise :class:`~colphot.exceptions.OutputMismatchError` naming the file and the keys.
+    A new or matching dataset is left as it is.
+    """
+    from colphot import __version__
+
+    want = {"config": config.to_dict(), "schema_version": load_catalog("forced_source")["version"],
+            "table": "forced_source", "colphot_version": __version__}
+    columns = arrow_schema(forced_columns(config, deblended=deblended),
+                           exclude=PARTITION_KEYS).names
+    for path, info, names in _recorded(fs, base):
+        have = {k: info.get(k) for k in want}
+        keys = differing_keys(want, have)
+        if names != columns:
+            keys.append("columns")
+        if not keys:
+            continue
+        if not overwrite:
+            raise OutputMismatchError(
+                f"{path}: the dataset holds another measurement (differs in {keys}); write "
+                "elsewhere, or overwrite it (overwrite=True, --clobber) to replace its parts")
+        stale = sorted(fs.glob(join(base, "**/*.parquet")))
+        stale += [p for p in (join(base, "_common_metadata"), join(base, "_manifest.json"))
+                  if fs.exists(p)]
+        for p in stale:
+            fs.rm(p)
+        return
 
 
 def write_partition(fs: Any, path: str, part: pl.DataFrame, config: ForcedPhotConfig,

@@ -32,7 +32,7 @@ from colphot.exceptions import (
     TileFormatError,
 )
 from colphot.parquet.metadata import read_colphot_metadata
-from colphot.parquet.write import write_common_metadata, write_partition
+from colphot.parquet.write import prepare_output, write_common_metadata, write_partition
 from colphot.runner.plan import WorkUnit, absolute_url, find_tiles, plan_units, redact_url
 from colphot.runner.refs import group_by_tract, has_column, list_refs, refs_source, select_refs
 from colphot.table.forced import forced_photometry, provenance
@@ -307,6 +307,7 @@ def measure_unit(unit: WorkUnit, refs: str | Sequence[str], config: ForcedPhotCo
                                  seconds=time.perf_counter() - start, provenance=done[1])
     timings: dict[str, float] = {}
     mark = start
+    _remove_stale(unit.part, options)
     try:
         read_options = None if is_local(unit.url) else tile_read_options(options)
         tile = _with_identity(read_tile(unit.url, storage_options=read_options), unit)
@@ -336,6 +337,16 @@ def measure_unit(unit: WorkUnit, refs: str | Sequence[str], config: ForcedPhotCo
                              seconds=time.perf_counter() - start)
     return TileResult.of(unit, "measured", rows=rows, seconds=time.perf_counter() - start,
                          timings=timings, worker=worker, provenance=info)
+
+
+def _remove_stale(part: str, storage_options: StorageOptions) -> None:
+    """Remove the tile's part of an earlier run before measuring it again, so that a tile that
+    fails now leaves no old rows behind."""
+    fs, path = filesystem(part, storage_options)
+    try:
+        fs.rm(path)
+    except FileNotFoundError:
+        pass
 
 
 def _lap(timings: dict[str, float], name: str, mark: float) -> float:
@@ -376,6 +387,7 @@ def run(
     retries: int = 2,
     progress: bool = True,
     in_band: PathLike | None = None,
+    clobber: bool = False,
 ) -> RunSummary:
     """Forced photometry of every tile of a survey, one Dask task per tile.
 
@@ -419,6 +431,11 @@ def run(
         Parquet file, or a hive root (``band=…/tract=…/patch=…``), file or glob whose rows the
         tiles' band/tract/patch select. A tile whose references lack in-band rows fails with
         :class:`~colphot.exceptions.MissingReferenceError`.
+    clobber
+        ``out`` may hold a dataset of another measurement (configuration, table version,
+        colphot version, deblended or not): remove its parts first. Without it the run refuses
+        such a dataset before measuring anything (:class:`~colphot.exceptions.
+        OutputMismatchError` listing the differences), with ``resume`` too.
 
     Returns
     -------
@@ -443,6 +460,11 @@ def run(
     source = refs_source(refs)
     ref_files, prune_tract = _list_catalog(source, storage_options)
     in_band_url = None if in_band is None else absolute_url(in_band)
+    out_fs, out_base = filesystem(root, storage_options)
+    if not is_local(root):
+        out_fs.invalidate_cache()
+    prepare_output(out_fs, out_base, config, deblended=in_band_url is not None,
+                   overwrite=clobber)
     run_id = f"{started:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
     own = client is None
     cluster = None

@@ -14,6 +14,7 @@ from polars.testing import assert_frame_equal
 
 import colphot
 from colphot.config import ForcedPhotConfig
+from colphot.exceptions import OutputMismatchError
 from colphot.measure.noise_replacer import noise_seed
 from colphot.parquet.metadata import read_colphot_metadata
 from colphot.runner.refs import select_refs
@@ -74,10 +75,17 @@ def test_template_gives_the_same_rows_and_resume_keeps_them(survey, deblended_ru
                         client=dask_client, progress=False, in_band=survey.in_band_template,
                         resume=True)
     assert again.n_skipped == len(survey.tile_paths)
-    # not deblended: the parts do not count as done
+    # not deblended: another measurement, refused before anything is measured...
+    with pytest.raises(OutputMismatchError, match=r"_common_metadata: the dataset holds "
+                       r"another measurement \(differs in \['columns'\]\)"):
+        colphot.run(survey.tiles_template, survey.refs_root, tmp_path / "t", config=CONFIG,
+                    client=dask_client, progress=False, resume=True)
+    assert_frame_equal(colphot.open_forced(tmp_path / "t").collect().sort(ROW_KEY), a)
+    # ... unless clobbered: then every part is measured again, plain
     plain = colphot.run(survey.tiles_template, survey.refs_root, tmp_path / "t", config=CONFIG,
-                        client=dask_client, progress=False, resume=True)
+                        client=dask_client, progress=False, resume=True, clobber=True)
     assert plain.n_measured == len(survey.tile_paths)
+    assert "undeblended_psfFlux" not in colphot.open_forced(tmp_path / "t").collect_schema()
 
 
 def test_tile_without_in_band_rows_fails_alone(survey, dask_client, tmp_path):
