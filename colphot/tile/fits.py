@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import warnings
 from typing import Any
 
@@ -160,6 +161,7 @@ def _tile_from_hdul(hdul: fits.HDUList, name: str, psf_arg: Any) -> Tile:
     # header values first: a bad number names its key before wcslib sees the header
     scale, unit = _calibration(header, primary, where)
     xy0 = _xy0(header, where)
+    _check_wcs_keys(header, where)
     wcs = _celestial_wcs(header, where)
     shape = image.shape
 
@@ -248,6 +250,11 @@ def _celestial_wcs(header: fits.Header, where: str) -> WCS:
             f"{header.get('CTYPE1')!r}/{header.get('CTYPE2')!r})"
         )
     celestial = wcs.celestial
+    with np.errstate(all="ignore"):
+        det = float(np.linalg.det(celestial.pixel_scale_matrix))
+    if not (math.isfinite(det) and det != 0.0):
+        raise TileFormatError(f"{where} IMAGE: the WCS pixel matrix (CD/PC x CDELT) is singular "
+                              f"or not finite (determinant {det!r})")
     try:
         wcs_to_celestial_frame(celestial)
         with np.errstate(all="ignore"):
@@ -303,9 +310,7 @@ def _identity(header: fits.Header, primary: fits.Header, keys: tuple[str, ...], 
                         return parse_index(value)
                     except ValueError as err:
                         raise TileFormatError(f"{at} {key}: {err}") from err
-                text = str(value).strip() if isinstance(value, str) else value
-                if text == "":
-                    return None
+                text = value.strip() if isinstance(value, str) else value
                 why = band_problem(text)
                 if why:
                     raise TileFormatError(f"{at} {key}: not a usable band name ({why})")
@@ -323,6 +328,12 @@ def _calibration(header: fits.Header, primary: fits.Header, where: str) -> tuple
     A MAGZERO or FLUXMAG0 that is present but unusable (not a finite number, MAGZERO outside
     [-50, 100], FLUXMAG0 negative) is an error, not silently ignored; 0 means uncalibrated.
     """
+    for h in (header, primary):  # every calibration key present must be usable
+        if "BUNIT" in h and not isinstance(h["BUNIT"], str):
+            raise TileFormatError(f"{where} BUNIT: expected a unit name, got {h['BUNIT']!r}")
+        for key in ("MAGZERO", "FLUXMAG0"):
+            if key in h:
+                _header_number(h, key, where)
     for h in (header, primary):
         bunit = h.get("BUNIT")
         if isinstance(bunit, str) and bunit.strip().lower() == "njy":
@@ -350,6 +361,21 @@ def _calibration(header: fits.Header, primary: fits.Header, where: str) -> tuple
         if isinstance(bunit, str) and bunit.strip():
             return None, bunit.strip()
     return None, "count"
+
+
+#: Numeric WCS keywords (a text or boolean value is a malformed header, not to be ignored).
+_WCS_NUMBERS = re.compile(r"(CRPIX|CRVAL|CDELT|CROTA)[12]|CD[12]_[12]|PC[12]_[12]|EQUINOX|"
+                          r"EPOCH|LONPOLE|LATPOLE|PV[12]_\d+")
+_WCS_TEXT = re.compile(r"CTYPE[12]|CUNIT[12]|RADESYS|RADECSYS")
+
+
+def _check_wcs_keys(header: fits.Header, where: str) -> None:
+    """Each celestial WCS keyword present has the type FITS gives it."""
+    for key in header:
+        if _WCS_NUMBERS.fullmatch(key):
+            _header_number(header, key, where)
+        elif _WCS_TEXT.fullmatch(key) and not isinstance(header[key], str):
+            raise TileFormatError(f"{where} {key}: expected a text value, got {header[key]!r}")
 
 
 def _estimate_variance(image: np.ndarray, name: str) -> np.ndarray:
