@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from colphot._typing import PathLike, StorageOptions
     from colphot.tile.tile import Tile
 
-__all__ = ["InBandJoin", "join_in_band", "scan_in_band"]
+__all__ = ["InBandJoin", "empty_in_band", "join_in_band", "scan_in_band"]
 
 _IDENTITY = ("band", "tract", "patch")
 _FLUX, _MASK = "footprint_flux", "footprint_mask"
@@ -76,17 +76,30 @@ class InBandJoin:
         return self.value_offset >= 0
 
 
-def scan_in_band(in_band: PathLike, *, storage_options: StorageOptions = None) -> pl.LazyFrame:
-    """A lazy scan of an in-band catalog: a Parquet file, a glob, or a hive root
-    (``band=…/tract=…/patch=…/*.parquet`` below it), local or ``s3://``."""
-    text = os.fspath(in_band).rstrip("/")
-    source = text if text.endswith(".parquet") or has_glob(text) else f"{text}/**/*.parquet"
-    local = is_local(source)
+def scan_in_band(in_band: PathLike | list[str], *, storage_options: StorageOptions = None
+                 ) -> pl.LazyFrame:
+    """A lazy scan of an in-band catalog: a Parquet file, a glob, a hive root
+    (``band=…/tract=…/patch=…/*.parquet`` below it) or a list of its files, local or ``s3://``
+    (hive keys in the files' folders are read as columns)."""
+    source: str | list[str]
+    if isinstance(in_band, list):
+        source = [os.fspath(p) for p in in_band]
+        local = all(is_local(p) for p in source)
+    else:
+        text = os.fspath(in_band).rstrip("/")
+        source = text if text.endswith(".parquet") or has_glob(text) else f"{text}/**/*.parquet"
+        local = is_local(source)
     return pl.scan_parquet(source, hive_partitioning=True,
                            hive_schema={"band": pl.String, "tract": pl.Int64,
                                         "patch": pl.Int64},
                            storage_options=None if local else polars_storage_options(
                                storage_options))
+
+
+def empty_in_band() -> pl.LazyFrame:
+    """An in-band catalog without rows (a tile whose partition has no file)."""
+    return pl.LazyFrame(schema={c["name"]: polars_dtype(c["dtype"])
+                                for c in load_catalog("in_band")["columns"]})
 
 
 def join_in_band(

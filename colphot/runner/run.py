@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import sys
 import time
 import uuid
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import pyarrow.parquet as pq
 
-from colphot._fs import filesystem, is_local, join, put_atomic
+from colphot._fs import filesystem, has_glob, is_local, join, put_atomic
 from colphot._typing import PathLike, StorageOptions
 from colphot.config import ForcedPhotConfig
 from colphot.exceptions import (
@@ -32,7 +33,13 @@ from colphot.exceptions import (
     TileFormatError,
 )
 from colphot.parquet.metadata import read_colphot_metadata
-from colphot.parquet.write import prepare_output, write_common_metadata, write_partition
+from colphot.parquet.write import (
+    partition_path,
+    prepare_output,
+    write_common_metadata,
+    write_partition,
+)
+from colphot.references.in_band import empty_in_band, scan_in_band
 from colphot.runner.plan import WorkUnit, absolute_url, find_tiles, plan_units, redact_url
 from colphot.runner.refs import group_by_tract, has_column, list_refs, refs_source, select_refs
 from colphot.table.forced import forced_photometry, provenance
@@ -44,7 +51,8 @@ if TYPE_CHECKING:
 
     from colphot.tile.tile import Tile
 
-__all__ = ["MANIFEST_NAME", "RunSummary", "TileResult", "in_band_for", "measure_unit",
+__all__ = ["MANIFEST_NAME", "RunSummary", "TileResult", "in_band_for", "list_in_band",
+           "measure_unit",
            "part_status", "run", "tile_read_options", "write_part"]
 
 MANIFEST_NAME = "_manifest.json"
@@ -273,19 +281,53 @@ def _with_identity(tile: Tile, unit: WorkUnit) -> Tile:
     return dataclasses.replace(tile, **missing) if missing else tile
 
 
+def is_template(in_band: str) -> bool:
+    """True for an in-band source with ``{band}``, ``{tract}`` or ``{patch}`` placeholders."""
+    return any(f"{{{k}}}" in in_band for k in ("band", "tract", "patch"))
+
+
 def in_band_for(in_band: str, unit: WorkUnit) -> str:
     """The in-band catalog of one tile: a template with ``{band}``, ``{tract}``, ``{patch}``
     filled in, else the root, file or glob itself (its rows are then selected by the tile's
     band/tract/patch, pushed down to the scan)."""
-    if any(f"{{{k}}}" in in_band for k in ("band", "tract", "patch")):
+    if is_template(in_band):
         return in_band.format(band=unit.band, tract=unit.tract, patch=unit.patch)
     return in_band
+
+
+#: ``band=…/tract=…/patch=…/`` folders in an in-band file's path.
+_IN_BAND_FOLDERS = re.compile(r"(?:^|/)band=([^/]+)/tract=(-?\d+)/patch=(-?\d+)/")
+
+
+def list_in_band(in_band: str, *, storage_options: StorageOptions = None
+                 ) -> dict[str, list[str]] | None:
+    """The files of a hive-partitioned in-band root by partition (``band=…/tract=…/patch=…``),
+    listed once for the run, so that no task lists the root again; ``None`` for a template, a
+    file, a glob, or a root whose files are not all in such folders (tasks then scan it with
+    the tile's band/tract/patch pushed down)."""
+    if is_template(in_band) or in_band.endswith(".parquet") or has_glob(in_band):
+        return None
+    fs, path = filesystem(in_band, storage_options)
+    if not is_local(in_band):
+        fs.invalidate_cache()
+    found = sorted(p for p, info in fs.glob(join(path, "**/*.parquet"), detail=True).items()
+                   if info.get("type") == "file")
+    groups: dict[str, list[str]] = {}
+    for p in found:
+        m = _IN_BAND_FOLDERS.findall(p)
+        if len(m) != 1:
+            return None
+        band, tract, patch = m[0]
+        url = p if is_local(in_band) else fs.unstrip_protocol(p)
+        groups.setdefault(partition_path(band, int(tract), int(patch)), []).append(url)
+    return groups or None
 
 
 def measure_unit(unit: WorkUnit, refs: str | Sequence[str], config: ForcedPhotConfig,
                  storage_options: StorageOptions | _Hidden = None, *,
                  resume: bool = False, prune_tract: bool | None = None,
-                 in_band: str | None = None) -> TileResult:
+                 in_band: str | None = None, in_band_files: list[str] | None = None
+                 ) -> TileResult:
     """Measure one tile and write its part (the Dask task; also callable directly).
 
     ``refs``: the catalog root, file or glob, or the list of its Parquet files to read
@@ -293,7 +335,8 @@ def measure_unit(unit: WorkUnit, refs: str | Sequence[str], config: ForcedPhotCo
     ``prune_tract``: read only the tile's tract of the catalog (``None``: when the catalog
     has a ``tract`` column, which costs a footer read; :func:`run` decides once per run).
     ``in_band``: the in-band catalog root, file or template (:func:`in_band_for`) for a
-    deblended measurement.
+    deblended measurement; ``in_band_files``: the root's files of this tile's partition, when
+    the run listed them (:func:`list_in_band`).
     Errors no retry can fix (a malformed tile, a missing file, a bad catalog) return a
     ``"failed"`` result at once; others (network, a dying worker) raise, for Dask to retry.
     """
@@ -318,10 +361,14 @@ def measure_unit(unit: WorkUnit, refs: str | Sequence[str], config: ForcedPhotCo
                                tract=tile.tract if prune_tract else None,
                                storage_options=options)
         mark = _lap(timings, "refs", mark)
-        catalog = None if in_band is None else in_band_for(in_band, unit)
+        catalog: Any = None if in_band is None else in_band_for(in_band, unit)
+        if in_band_files is not None:
+            catalog = scan_in_band(in_band_files, storage_options=options) if in_band_files \
+                else empty_in_band()
         try:
             df = forced_photometry(tile, selected, config, in_band=catalog,
-                                   storage_options=options)
+                                   storage_options=options, in_band_name=redact_url(
+                                       in_band_for(in_band, unit)) if in_band else None)
         except MissingReferenceError as err:  # name the reference catalog too
             names = refs if isinstance(refs, str) else (refs[0] if refs else "")
             raise MissingReferenceError(
@@ -471,9 +518,12 @@ def run(
     if own:
         cluster, client = _local_client(n_workers, processes)
     try:
+        in_band_groups = None if in_band_url is None else list_in_band(
+            in_band_url, storage_options=storage_options)
         results = _map_units(client, units, ref_files, config, storage_options, run_id=run_id,
                              resume=resume, prune_tract=prune_tract, retries=retries,
-                             progress=progress, in_band=in_band_url)
+                             progress=progress, in_band=in_band_url,
+                             in_band_groups=in_band_groups)
         n_workers_seen = len(client.scheduler_info().get("workers", {}))
     finally:
         if own:
@@ -523,7 +573,8 @@ def _list_catalog(source: str, storage_options: StorageOptions) -> tuple[list[st
 def _map_units(client: Client, units: list[WorkUnit], ref_files: list[str],
                config: ForcedPhotConfig, storage_options: StorageOptions, *, run_id: str,
                resume: bool, prune_tract: bool, retries: int, progress: bool,
-               in_band: str | None = None) -> list[TileResult]:
+               in_band: str | None = None,
+               in_band_groups: dict[str, list[str]] | None = None) -> list[TileResult]:
     """Submit one task per unit, gather results as they complete, in plan order.
 
     A result lost before it reached the driver (its worker died after the task finished: Dask
@@ -552,6 +603,8 @@ def _map_units(client: Client, units: list[WorkUnit], ref_files: list[str],
         key = f"colphot-{unit.band}-{unit.tract}-{unit.patch}-{run_id}-{attempts[unit.key]}"
         future = client.submit(measure_unit, unit, task_refs(unit), config, hidden,
                                resume=resume, prune_tract=prune_tract, in_band=in_band,
+                               in_band_files=None if in_band_groups is None
+                               else in_band_groups.get(unit.key, []),
                                key=key,
                                retries=retries, pure=False)
         pending[future] = unit

@@ -61,6 +61,7 @@ def forced_photometry(
     in_band: pl.DataFrame | pl.LazyFrame | PathLike | None = None,
     n_threads: int = 1,
     storage_options: StorageOptions = None,
+    in_band_name: str | None = None,
 ) -> pl.DataFrame:
     """Measure every reference object that falls on a tile, LSST ForcedPhotCoadd style.
 
@@ -85,6 +86,8 @@ def forced_photometry(
         it).
     storage_options
         fsspec options for a remote ``in_band``.
+    in_band_name
+        How errors name the in-band catalog (default: its path, or ``"in_band"`` for a frame).
 
     Returns
     -------
@@ -110,7 +113,8 @@ def forced_photometry(
     x = np.ascontiguousarray(x[order])
     y = np.ascontiguousarray(y[order])
     deblend = None if in_band is None else prepare_deblend(
-        tile, kept, in_band, config, storage_options=storage_options, n_threads=n_threads)
+        tile, kept, in_band, config, source=in_band_name, storage_options=storage_options,
+        n_threads=n_threads)
     columns = _measure(tile, kept, x, y, config, deblend, n_threads)
     schema = polars_schema(forced_columns(config, deblended=deblend is not None))
     frame = pl.DataFrame({name: columns[name] for name in schema.names()}, schema=schema)

@@ -134,3 +134,18 @@ def test_cli_measure_with_in_band(survey, tmp_path, capsys):
                                      in_band=survey.in_band_root)
     got = colphot.open_forced(tmp_path / "o").collect()
     assert_frame_equal(got.sort("objectId"), want.sort("objectId"), check_column_order=False)
+
+
+def test_in_band_root_is_listed_once_by_partition(survey, tmp_path):
+    from colphot.runner.run import list_in_band
+
+    groups = list_in_band(survey.in_band_root)
+    assert groups is not None and len(groups) == len(survey.tile_paths)
+    for key, files in groups.items():
+        assert len(files) == 1 and f"/{key}/" in files[0]
+    assert list_in_band(survey.in_band_template) is None
+    assert list_in_band(next(iter(groups.values()))[0]) is None
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    (flat / "all.parquet").write_bytes(Path(next(iter(groups.values()))[0]).read_bytes())
+    assert list_in_band(str(flat)) is None  # not hive-partitioned: tasks scan the root
