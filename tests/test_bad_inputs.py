@@ -10,6 +10,7 @@ valid rows. ``python tests/test_bad_inputs.py`` prints the count per outcome.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import sys
 import tempfile
 import warnings
@@ -26,9 +27,18 @@ from colphot.config import ForcedPhotConfig
 from colphot.exceptions import ColphotError
 from colphot.table.forced import unflagged_nans
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from conftest import make_sim_tile  # noqa: E402
+def _tests_conftest():
+    """``tests/conftest.py`` by path (a plain ``import conftest`` may find a sub-folder's)."""
+    spec = importlib.util.spec_from_file_location(
+        "colphot_tests_conftest", Path(__file__).resolve().parent / "conftest.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+make_sim_tile = _tests_conftest().make_sim_tile
 
 HEADER_KEYS = ["BAND", "FILTER", "TRACT", "PATCH", "MAGZERO", "FLUXMAG0", "BUNIT", "LTV1",
                "LTV2", "RADESYS", "CTYPE1", "CRPIX1", "CRVAL2", "CD1_1"]
