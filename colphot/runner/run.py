@@ -543,11 +543,30 @@ def run(
 
 
 def _local_client(n_workers: int | None, processes: bool) -> tuple[Any, Client]:
+    """The run's own ``LocalCluster`` of ``n_workers`` single-threaded workers, and a client.
+
+    Its worker processes exit by themselves when this process dies (distributed's nanny keeps
+    a pipe to each; a SIGKILLed driver takes its workers down within a second). Its nannies
+    are kept for the whole run: distributed's ``SpecCluster`` closes a nanny for good when,
+    ``distributed.deploy.lost-worker-timeout`` (15 s) after its worker died, no worker of that
+    name is registered -- as when the nanny is restarting it after a later death. Workers that
+    keep dying (killed, out of memory) would take the nannies with them one by one, and the
+    run would then wait forever for tasks no worker is left to run. A nanny restarts its own
+    worker; :func:`run` closes the cluster at the end.
+    """
     from distributed import Client, LocalCluster
+    from distributed.deploy.cluster import Cluster
 
     n = n_workers or min(2, os.cpu_count() or 1)
     cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=processes,
                            dashboard_address="127.0.0.1:0")
+    if processes and hasattr(Cluster, "_update_worker_status"):
+        base = Cluster._update_worker_status  # the worker table only, no delayed close
+
+        def keep_nannies(op: str, msg: Any) -> None:
+            base(cluster, op, msg)
+
+        cluster._update_worker_status = keep_nannies
     return cluster, Client(cluster)
 
 

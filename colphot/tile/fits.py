@@ -81,9 +81,23 @@ def read_tile(
             except VerifyError as err:  # a header card astropy cannot parse
                 raise TileFormatError(f"{name}: unparsable header card ({err})") from err
     except OSError as err:
-        if isinstance(err, FileNotFoundError):
-            raise
+        if isinstance(err, FileNotFoundError) or _storage_failed(name, storage_options):
+            raise  # the storage, not the file: transient, for the caller (Dask) to retry
         raise TileFormatError(f"{name}: not a readable FITS file ({err})") from err
+
+
+def _storage_failed(name: str, storage_options: StorageOptions) -> bool:
+    """Whether a remote file's first bytes cannot be fetched now (an outage, not a bad file)."""
+    if is_local(name):
+        return False
+    try:
+        from colphot._fs import filesystem
+
+        fs, path = filesystem(name, storage_options)
+        fs.cat_file(path, start=0, end=2880)
+    except Exception:  # whatever the storage client raises
+        return True
+    return False
 
 
 def _find_hdu(hdul: fits.HDUList, name: str) -> int | None:
@@ -221,7 +235,9 @@ def _hdu_data(hdu: Any, where: str) -> Any:
     """``hdu.data``, with truncated or corrupt data reported as one error naming the HDU."""
     try:
         return hdu.data
-    except (ValueError, TypeError, OSError) as err:
+    except OSError:
+        raise  # read_tile tells a storage failure from a damaged file
+    except (ValueError, TypeError) as err:
         raise TileFormatError(f"{where}: cannot read the data ({err})") from err
 
 
