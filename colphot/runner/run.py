@@ -635,8 +635,14 @@ def _map_units(client: Client, units: list[WorkUnit], ref_files: list[str],
     for future in queue:
         unit = pending.pop(future)
         try:
-            if future.status == "finished":
+            status = future.status
+            if status == "finished":
                 result = future.result()
+            elif status not in ("error", "cancelled") and attempts[unit.key] <= retries:
+                # lost with its worker after it completed ("lost", or pending again while Dask
+                # recomputes it): measure it again, as for a result lost on the way
+                queue.add(submit(unit))
+                continue
             else:  # raised after its retries, lost its workers too often, or was cancelled
                 result = TileResult.of(unit, "failed", error=_future_error(future))
         except Exception as err:  # the finished result could not be fetched
