@@ -16,6 +16,7 @@ import polars as pl
 from colphot._fs import redact_url
 from colphot.config import ForcedPhotConfig
 from colphot.exceptions import NoPsfWarning
+from colphot.measure._bspline import bspline_coefficients
 from colphot.measure.aperture import measure_apertures
 from colphot.measure.footprints import Footprints, footprint_mask_bits
 from colphot.measure.gaussian_flux import measure_gaussian_flux
@@ -320,9 +321,10 @@ def _psf_columns(tile: Tile, image: np.ndarray, x: np.ndarray, y: np.ndarray,
         }
     index, weight = psf.weights(x, y)
     bits = tile.mask_bits(config.psf_bad_mask_planes)
+    coeffs = bspline_coefficients(psf.images)
     res = _threaded(lambda sl: measure_psf_flux(
         image, tile.variance, tile.mask, x[sl], y[sl], psf.images, index[sl], weight[sl],
-        bad_mask_bits=bits, footprints=own(sl)), n, n_threads)
+        bad_mask_bits=bits, footprints=own(sl), psf_coefficients=coeffs), n, n_threads)
     if calibrated:
         with np.errstate(invalid="ignore", divide="ignore"):
             positive = res.flux > 0

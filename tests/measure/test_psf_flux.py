@@ -238,3 +238,36 @@ def test_length_mismatch_raises(psf):
     with pytest.raises(ValueError, match="psf_index"):
         measure_psf_flux(image, image, None, np.array([10.0, 20.0]), np.array([10.0, 20.0]),
                          psf.images, index, weight)
+
+
+def test_psf_between_grid_nodes_is_the_weighted_sum_of_node_images(sim):
+    """Off the nodes the model is the bilinear sum of the node images, shifted: the fit equals
+    the fit with that sum as a constant PSF, and recovers a star rendered with it."""
+    shape = (200, 200)
+    nodes = [40.0, 160.0]
+    images, gxs, gys, sigmas = [], [], [], []
+    for gy in nodes:
+        for gx in nodes:
+            s1 = 1.1 + 0.004 * gx + 0.002 * gy
+            images.append(sim.psf_image(41, sigma1=s1, sigma2=2 * s1))
+            gxs.append(gx)
+            gys.append(gy)
+            sigmas.append(s1)
+    grid = PsfModel(np.array(images), gxs, gys)
+    rng = np.random.default_rng(11)
+    x = rng.uniform(60, 140, 6)
+    y = rng.uniform(60, 140, 6)
+    index, weight = grid.weights(x, y)
+    assert np.all(np.count_nonzero(weight, axis=1) == 4)
+    res = _fit(np.zeros(shape), np.ones(shape), x, y, grid)  # only the shapes matter here
+    for s in range(x.size):
+        image = np.zeros(shape)
+        for t in range(4):
+            s1 = sigmas[index[s, t]]
+            image += weight[s, t] * sim.render(shape, [x[s]], [y[s]], [1000.0], sigma1=s1,
+                                               sigma2=2 * s1)
+        res = _fit(image, np.ones(shape), x[s], y[s], grid)
+        mixed = PsfModel.constant((weight[s, :, None, None] * grid.images[index[s]]).sum(axis=0))
+        res_c = _fit(image, np.ones(shape), x[s], y[s], mixed)
+        assert res.flux[0] == pytest.approx(res_c.flux[0], rel=1e-12)
+        assert res.flux[0] == pytest.approx(1000.0, rel=2e-4)
