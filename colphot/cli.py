@@ -1,4 +1,4 @@
-"""Command line: ``colphot demo | measure | run`` (thin over the public API)."""
+"""Command line: ``colphot demo | measure | run | warmup`` (thin over the public API)."""
 
 from __future__ import annotations
 
@@ -85,6 +85,18 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(Path(args.out), seed=args.seed, n_workers=args.workers)
 
 
+def _cmd_warmup(args: argparse.Namespace) -> int:
+    from colphot._warmup import cache_location, is_cached, warm_up
+
+    if is_cached() and not args.force:
+        print(f"colphot warmup: the kernels are already compiled in {cache_location()}")
+        return 0
+    seconds = warm_up(args.jobs)
+    print(f"colphot warmup: compiled the kernels in {seconds:.1f} s with {args.jobs or 'all'} "
+          f"processes into {cache_location()}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``colphot`` argument parser."""
     parser = argparse.ArgumentParser(prog="colphot", description=__doc__)
@@ -125,6 +137,13 @@ def build_parser() -> argparse.ArgumentParser:
                      "with {band}/{tract}/{patch} or a hive root (band=/tract=/patch=); "
                      "deblended measurement with noise replacement")
     run.set_defaults(func=_cmd_run)
+
+    warmup = sub.add_parser("warmup", help="compile the measurement kernels into numba's cache "
+                            "(once per machine; after an install, in a container image)")
+    warmup.add_argument("-j", "--jobs", type=int, default=None,
+                        help="processes compiling at once (default: all cores, at most 2)")
+    warmup.add_argument("--force", action="store_true", help="run even when already cached")
+    warmup.set_defaults(func=_cmd_warmup)
     return parser
 
 

@@ -210,9 +210,11 @@ def _quartiles_with(vals: np.ndarray, work: np.ndarray, tmp: np.ndarray, counts:
                                        int(math.ceil(qs[2] * (m - 1))) + 6)
         if hi > lo and math.isfinite(counts.shape[0] / (hi - lo)):
             return _binned_quartiles(vals, lo, hi, work, tmp, counts, bins)
-    return (_quantile(vals, qs[0] * (n - 1), work, tmp),
-            _quantile(vals, qs[1] * (n - 1), work, tmp),
-            _quantile(vals, qs[2] * (n - 1), work, tmp))
+    # every argument given, as _bin_quantile gives them: one specialisation to compile, not two
+    zero = np.int64(0)
+    return (_quantile(vals, qs[0] * (n - 1), work, tmp, zero, n),
+            _quantile(vals, qs[1] * (n - 1), work, tmp, zero, n),
+            _quantile(vals, qs[2] * (n - 1), work, tmp, zero, n))
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")

@@ -515,9 +515,17 @@ def run(
     run_id = f"{started:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
     own = client is None
     cluster = None
+    warm = None
     if own:
+        from colphot._warmup import WarmUp
+
+        # compile the kernels once, split over processes, while the cluster starts: its
+        # workers then load them from numba's cache instead of each compiling them all
+        warm = WarmUp(n_workers)
         cluster, client = _local_client(n_workers, processes)
     try:
+        if warm is not None:
+            warm.wait()
         in_band_groups = None if in_band_url is None else list_in_band(
             in_band_url, storage_options=storage_options)
         results = _map_units(client, units, ref_files, config, storage_options, run_id=run_id,
