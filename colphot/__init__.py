@@ -21,7 +21,9 @@ __all__ = [
     "PsfModel",
     "Tile",
     "forced_photometry",
+    "object_table",
     "open_forced",
+    "open_objects",
     "provenance",
     "read_tile",
     "run",
@@ -39,6 +41,8 @@ _LAZY = {
     "open_forced": "colphot.parquet.read",
     "provenance": "colphot.table.forced",
     "run": "colphot.runner.run",
+    "object_table": "colphot.objects.write",
+    "open_objects": "colphot.objects.write",
 }
 
 

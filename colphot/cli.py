@@ -1,4 +1,4 @@
-"""Command line: ``colphot demo | measure | run | warmup`` (thin over the public API)."""
+"""Command line: ``colphot demo | measure | run | objects | warmup`` (thin over the API)."""
 
 from __future__ import annotations
 
@@ -85,6 +85,15 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(Path(args.out), seed=args.seed, n_workers=args.workers)
 
 
+def _cmd_objects(args: argparse.Namespace) -> int:
+    from colphot.objects import object_table
+
+    result = object_table(args.forced, args.out, refs=args.refs, overwrite=args.clobber)
+    print(f"colphot objects: {sum(result['rows'].values())} objects in "
+          f"{len(result['rows'])} tract(s) -> {args.out} ({result['seconds']:.1f} s)")
+    return 0
+
+
 def _cmd_warmup(args: argparse.Namespace) -> int:
     from colphot._warmup import cache_location, is_cached, warm_up
 
@@ -137,6 +146,15 @@ def build_parser() -> argparse.ArgumentParser:
                      "with {band}/{tract}/{patch} or a hive root (band=/tract=/patch=); "
                      "deblended measurement with noise replacement")
     run.set_defaults(func=_cmd_run)
+
+    objects = sub.add_parser("objects", help="the wide Object table (one row per object, "
+                             "<band>_<column>) of a forced-source dataset, by tract")
+    objects.add_argument("forced", help="forced-source dataset root (local or s3://)")
+    objects.add_argument("out", help="Object table root (tract=<t>/part-0.parquet)")
+    objects.add_argument("--refs", help="reference catalog (for refBand, detect_isPrimary and "
+                         "each object's patch)")
+    objects.add_argument("--clobber", action="store_true", help="replace an existing table")
+    objects.set_defaults(func=_cmd_objects)
 
     warmup = sub.add_parser("warmup", help="compile the measurement kernels into numba's cache "
                             "(once per machine; after an install, in a container image)")
