@@ -27,6 +27,7 @@ __all__ = [
     "provenance",
     "read_tile",
     "run",
+    "to_hats",
     "write_forced",
     "__version__",
 ]
@@ -43,6 +44,7 @@ _LAZY = {
     "run": "colphot.runner.run",
     "object_table": "colphot.objects.write",
     "open_objects": "colphot.objects.write",
+    "to_hats": "colphot.export.hats",
 }
 
 

@@ -1,4 +1,4 @@
-"""Command line: ``colphot demo | measure | run | objects | warmup`` (thin over the API)."""
+"""Command line: ``colphot demo | measure | run | objects | hats | qa | warmup`` (thin)."""
 
 from __future__ import annotations
 
@@ -94,6 +94,30 @@ def _cmd_objects(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_hats(args: argparse.Namespace) -> int:
+    from colphot.export.hats import to_hats
+
+    client = None
+    if args.scheduler:
+        from distributed import Client
+
+        client = Client(args.scheduler)
+    out = to_hats(args.dataset, args.hats_dir, catalog_name=args.name, client=client,
+                  n_workers=args.workers, highest_order=args.highest_order,
+                  pixel_threshold=args.pixel_threshold, overwrite=args.clobber)
+    print(f"colphot hats: HATS catalog -> {out}")
+    return 0
+
+
+def _cmd_qa(args: argparse.Namespace) -> int:
+    from colphot.qa import write_qa
+
+    paths = write_qa(args.dataset, args.out, truth=args.truth, objects=args.objects,
+                     refs=args.refs)
+    print(f"colphot qa: {len(paths)} figures -> {args.out}")
+    return 0
+
+
 def _cmd_warmup(args: argparse.Namespace) -> int:
     from colphot._warmup import cache_location, is_cached, warm_up
 
@@ -155,6 +179,27 @@ def build_parser() -> argparse.ArgumentParser:
                          "each object's patch)")
     objects.add_argument("--clobber", action="store_true", help="replace an existing table")
     objects.set_defaults(func=_cmd_objects)
+
+    hats = sub.add_parser("hats", help="HATS catalog (for LSDB) of a colphot dataset "
+                          "(forced-source or Object table)")
+    hats.add_argument("dataset", help="dataset root (local or s3://)")
+    hats.add_argument("hats_dir", help="HATS catalog folder (local or s3://)")
+    hats.add_argument("--name", help="catalog name (default: the folder's name)")
+    hats.add_argument("--scheduler", help="address of an existing Dask scheduler")
+    hats.add_argument("--workers", type=int, default=None, help="workers of the local cluster")
+    hats.add_argument("--highest-order", type=int, default=10)
+    hats.add_argument("--pixel-threshold", type=int, default=1_000_000)
+    hats.add_argument("--clobber", action="store_true", help="replace an existing catalog")
+    hats.set_defaults(func=_cmd_hats)
+
+    qa = sub.add_parser("qa", help="PNG figures of a forced-source dataset (truth, colours, "
+                        "depth, flags)")
+    qa.add_argument("dataset", help="forced-source dataset root (local or s3://)")
+    qa.add_argument("--truth", help="truth Parquet (adds psfFlux-vs-truth and pull figures)")
+    qa.add_argument("--objects", help="a written Object table (default: built from DATASET)")
+    qa.add_argument("--refs", help="reference catalog (each object's primary patch)")
+    qa.add_argument("--out", required=True, help="output folder or URL for the PNG files")
+    qa.set_defaults(func=_cmd_qa)
 
     warmup = sub.add_parser("warmup", help="compile the measurement kernels into numba's cache "
                             "(once per machine; after an install, in a container image)")

@@ -139,6 +139,10 @@ def run_demo(out: Path, *, seed: int = 0, n_workers: int | None = None) -> int:
         print(truth_summary(measured, truth))
         print("blended stars, deblended psfFlux and undeblended_psfFlux against the truth:")
         print(blend_summary(measured, truth))
+    from colphot.qa import write_qa
+
+    paths = write_qa(result_root, out / "qa", truth=info.truth_path, refs=info.refs_root)
+    print(f"QA figures ({len(paths)}) -> {out / 'qa'}: " + ", ".join(p.name for p in paths))
     if summary.failed:
         for failure in summary.failed:
             print(f"FAILED {failure}")
