@@ -197,7 +197,8 @@ def to_hats(
         )
         if client is None:
             own_cluster, client = _local_client(n_workers)
-        pipeline_with_client(args, client)
+        with client.as_current():  # hats-import's steps look the client up
+            pipeline_with_client(args, client)
         _promote(out_fs, join(staging_path, name), out_path, overwrite)
     finally:
         if own_cluster is not None:

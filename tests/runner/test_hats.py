@@ -301,3 +301,19 @@ def test_overwrite_replaces_a_catalog_whole(local_run, local_rows, dask_client, 
     assert catalog.catalog_info.total_rows == local_rows.height
     assert os.listdir(tmp_path) == ["cat"]  # no staging or old copy left beside it
     assert default_client() is dask_client  # the own cluster's client never became default
+
+
+def test_cli_hats_in_a_fresh_process_starts_its_own_cluster(local_run, local_rows, tmp_path):
+    """``colphot hats`` with no scheduler: its own LocalCluster, no default client around
+    (hats-import looks the client up; before the fix this failed with 'No clients found')."""
+    import subprocess
+    import sys
+
+    import lsdb
+
+    out = tmp_path / "cli-hats"
+    done = subprocess.run([sys.executable, "-m", "colphot.cli", "hats", str(local_run[1]),
+                           str(out), "--workers", "1"], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert lsdb.open_catalog(out).compute().shape[0] == local_rows.height
