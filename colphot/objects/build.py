@@ -129,7 +129,8 @@ def _missing_value(name: str, dtype: pl.DataType, missing_true: set[str]) -> pl.
 
 
 def object_frame(forced: PathLike, refs: PathLike | pl.LazyFrame | pl.DataFrame | None = None,
-                 *, storage_options: StorageOptions = None) -> pl.LazyFrame:
+                 *, storage_options: StorageOptions = None,
+                 boxes: tuple[list[TileBox], Any] | None = None) -> pl.LazyFrame:
     """The wide Object table of a forced-source dataset, lazily.
 
     Parameters
@@ -152,8 +153,10 @@ def object_frame(forced: PathLike, refs: PathLike | pl.LazyFrame | pl.DataFrame 
         copy of an object in overlapping patches is the reference catalog's patch or, without
         one, the patch in which the object lies farthest inside the tile box (the patch's
         inner region for evenly overlapping skymap patches); ties go to the lowest tract, patch.
+
+    ``boxes`` is :func:`tile_boxes`'s result when the caller has already read the footers.
     """
-    boxes, schema = tile_boxes(forced, storage_options=storage_options)
+    boxes, schema = boxes or tile_boxes(forced, storage_options=storage_options)
     bands = ordered_bands({b.band for b in boxes})
     columns = object_columns(bands, schema)
     spec = load_catalog("object")

@@ -13,7 +13,14 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from colphot._fs import filesystem, is_local, join, polars_storage_options
+from colphot._fs import (
+    filesystem,
+    is_local,
+    join,
+    polars_storage_options,
+    put_atomic,
+    redact_url,
+)
 from colphot._typing import PathLike, StorageOptions
 from colphot.objects.build import (
     ObjectColumn,
@@ -36,13 +43,13 @@ PART_NAME = "part-0.parquet"
 
 def object_arrow_schema(columns: list[ObjectColumn]) -> pa.Schema:
     """Arrow schema of the Object table with ``unit``/``description`` field metadata."""
+    types = pl.DataFrame(schema={c.name: c.dtype for c in columns}).to_arrow().schema
     fields = []
     for c in columns:
         meta = {"description": c.description}
         if c.unit:
             meta["unit"] = c.unit
-        fields.append(pa.field(c.name, pl.DataFrame(schema={c.name: c.dtype}).to_arrow()
-                               .schema.field(0).type, metadata=meta))
+        fields.append(pa.field(c.name, types.field(c.name).type, metadata=meta))
     return pa.schema(fields)
 
 
@@ -87,7 +94,8 @@ def object_table(
                               f"({len(existing)} parts); pass overwrite=True (--clobber)")
     boxes, forced_schema = tile_boxes(forced, storage_options=storage_options)
     bands = ordered_bands({b.band for b in boxes})
-    frame = object_frame(forced, refs, storage_options=storage_options)
+    frame = object_frame(forced, refs, storage_options=storage_options,
+                         boxes=(boxes, forced_schema))
     columns = object_columns(bands, forced_schema)
     schema = object_arrow_schema(columns)
     source_meta = read_colphot_metadata(forced_schema)
@@ -98,7 +106,7 @@ def object_table(
             "table": "object",
             "schema_version": 1,
             "config": source_meta.get("config"),
-            "inputs": [{"forced_source": _redacted(forced), "bands": bands}],
+            "inputs": [{"forced_source": redact_url(os.fspath(forced)), "bands": bands}],
         }, sort_keys=True, default=str),
         "table_meta_yaml": astropy_yaml(schema, {"colphot_table": "object"}),
     }
@@ -121,15 +129,9 @@ def object_table(
     common = join(base, "_common_metadata")
     buf = pa.BufferOutputStream()
     pq.write_metadata(schema, buf)
-    _put(fs, common, buf.getvalue().to_pybytes())
+    put_atomic(fs, common, buf.getvalue().to_pybytes())
     written.append(common)
     return {"paths": written, "rows": rows, "seconds": time.perf_counter() - t0}
-
-
-def _redacted(url: PathLike) -> str:
-    from colphot._fs import redact_url
-
-    return redact_url(os.fspath(url))
 
 
 def _write_part(fs: Any, path: str, part: pl.LazyFrame, schema: pa.Schema) -> int:
@@ -149,16 +151,10 @@ def _write_part(fs: Any, path: str, part: pl.LazyFrame, schema: pa.Schema) -> in
             if n == 0:
                 writer.write_table(schema.empty_table())
         with open(final, "rb") as f:
-            _put(fs, path, f.read())
+            put_atomic(fs, path, f.read())
         return n
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
-
-
-def _put(fs: Any, path: str, data: bytes) -> None:
-    from colphot._fs import put_atomic
-
-    put_atomic(fs, path, data)
 
 
 def open_objects(root: PathLike, *, storage_options: StorageOptions = None) -> pl.LazyFrame:
