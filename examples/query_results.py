@@ -1,4 +1,4 @@
-"""Query the output of a ``colphot run`` with polars and with dask.dataframe.
+"""Query the output of a ``colphot run`` with polars, DuckDB and dask.dataframe.
 
 The output is hive-partitioned Parquet (``band=…/tract=…/patch=…/part-0.parquet``), local or on
 S3, so both engines prune partitions from filters on ``band``/``tract``/``patch``.
@@ -15,6 +15,10 @@ Queries shown:
 - polars: one row per object, one ``<band>_psfFlux`` column per band, each object taken from
   its home patch (overlapping tiles measure an object more than once; the reference catalog's
   ``patch`` partition says which patch owns it);
+- DuckDB (SQL): the same per-band statistics, and the five brightest unflagged objects of
+  band ``r`` with their ``g - r`` colour, a self-join on ``objectId`` over hive partitions;
+  an ``s3://`` output is read through fsspec (``duckdb.register_filesystem``), so no DuckDB
+  extension needs downloading;
 - dask.dataframe: the same per-band statistics, lazily over the partitions, and a filter on the
   ``band`` partition key that reads only that band's files.
 """
@@ -68,6 +72,56 @@ def wide_fluxes(lf: pl.LazyFrame, refs: pl.LazyFrame | None) -> pl.DataFrame:
         "objectId", "coord_ra", "coord_dec", *ordered).sort("objectId")
 
 
+def duckdb_connection(storage_options: dict[str, Any] | None = None) -> Any:
+    """An in-memory DuckDB connection that reads ``s3://`` through s3fs (``storage_options``
+    as for colphot, e.g. ``{"endpoint_url": ...}``) as well as local paths."""
+    import duckdb
+    import fsspec
+
+    con = duckdb.connect()
+    con.register_filesystem(fsspec.filesystem("s3", **(storage_options or {})))
+    return con
+
+
+def _glob(out: str) -> str:
+    """The Parquet parts of a run output, as a DuckDB glob."""
+    return out.rstrip("/") + "/**/*.parquet"
+
+
+def duckdb_per_band(out: str, storage_options: dict[str, Any] | None = None) -> pl.DataFrame:
+    """:func:`per_band` in SQL with DuckDB over the hive-partitioned output."""
+    con = duckdb_connection(storage_options)
+    sql = f"""
+        SELECT band,
+               count(*)                                         AS rows,
+               count(*) FILTER (WHERE NOT psfFlux_flag)         AS unflagged,
+               median(psfFlux) FILTER (WHERE NOT psfFlux_flag)  AS median_psfFlux_nJy,
+               median(psfMag) FILTER (WHERE NOT psfFlux_flag)   AS median_psfMag
+        FROM read_parquet('{_glob(out)}', hive_partitioning = true)
+        GROUP BY band ORDER BY band
+    """
+    return con.sql(sql).pl()
+
+
+def duckdb_colours(out: str, storage_options: dict[str, Any] | None = None, *, n: int = 5
+                   ) -> pl.DataFrame:
+    """The ``n`` brightest unflagged objects in ``r`` with their ``g - r`` PSF colour (AB),
+    joining bands on ``objectId`` within each patch; the filters on the ``band`` partition key
+    let DuckDB read only the g and r files."""
+    con = duckdb_connection(storage_options)
+    src = f"read_parquet('{_glob(out)}', hive_partitioning = true)"
+    sql = f"""
+        SELECT r.objectId, r.tract, r.patch, r.psfMag AS r_psfMag,
+               g.psfMag - r.psfMag AS g_minus_r
+        FROM {src} AS r JOIN {src} AS g
+          ON g.objectId = r.objectId AND g.tract = r.tract AND g.patch = r.patch
+        WHERE r.band = 'r' AND g.band = 'g' AND NOT r.psfFlux_flag AND NOT g.psfFlux_flag
+              AND r.psfFlux > 0 AND g.psfFlux > 0
+        ORDER BY r.psfMag, r.objectId, r.patch LIMIT {int(n)}
+    """
+    return con.sql(sql).pl()
+
+
 def dask_queries(out: str, storage_options: dict[str, Any] | None) -> None:
     """The per-band statistics and a partition-pruned band with dask.dataframe."""
     import dask.dataframe as dd
@@ -118,6 +172,10 @@ def main(argv: list[str] | None = None) -> int:
             print(per_band(lf))
             print("polars: one row per object, one column per band")
             print(wide_fluxes(lf, refs))
+            print("DuckDB: per band (as polars above)")
+            print(duckdb_per_band(out, storage_options))
+            print("DuckDB: brightest objects in r and their g - r colour")
+            print(duckdb_colours(out, storage_options))
         dask_queries(out, storage_options)
     return 0
 

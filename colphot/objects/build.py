@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from types import EllipsisType
 from typing import Any
 
 import polars as pl
@@ -22,8 +23,8 @@ from colphot.exceptions import SchemaError
 from colphot.parquet.metadata import read_colphot_metadata
 from colphot.parquet.read import open_forced
 
-__all__ = ["BAND_ORDER", "ObjectColumn", "TileBox", "object_columns", "object_frame",
-           "ordered_bands", "tile_boxes"]
+__all__ = ["BAND_ORDER", "ObjectColumn", "TileBox", "home_patches", "object_columns",
+           "object_frame", "ordered_bands", "tile_boxes"]
 
 #: Band order of the wide columns when the bands are the usual ones (others follow, sorted).
 BAND_ORDER = ("u", "g", "r", "i", "z", "y")
@@ -128,9 +129,55 @@ def _missing_value(name: str, dtype: pl.DataType, missing_true: set[str]) -> pl.
     return pl.lit(None, dtype=dtype)
 
 
-def object_frame(forced: PathLike, refs: PathLike | pl.LazyFrame | pl.DataFrame | None = None,
+def _placed(forced: PathLike, boxes: list[TileBox], storage_options: StorageOptions,
+            tract: int | None | EllipsisType) -> pl.LazyFrame:
+    """The forced rows (of one ``tract`` unless it is ``...``) with ``_inner``: how far inside
+    its tile box each row lies (pixels; -inf without a centroid)."""
+    rows = open_forced(forced, storage_options=storage_options)
+    if tract is not ...:
+        rows = rows.filter(pl.col("tract").is_null() if tract is None
+                           else pl.col("tract") == tract)
+    box_frame = pl.LazyFrame(
+        [(b.band, b.tract, b.patch, b.x0, b.y0, b.width, b.height) for b in boxes],
+        schema={"band": pl.String, "tract": pl.Int64, "patch": pl.Int64, "_x0": pl.Int64,
+                "_y0": pl.Int64, "_w": pl.Int64, "_h": pl.Int64},
+        orient="row",
+    ).unique(["band", "tract", "patch"])
+    x, y = pl.col("centroid_x"), pl.col("centroid_y")
+    x0, y0 = pl.col("_x0"), pl.col("_y0")
+    inner = pl.min_horizontal(x - x0, x0 + pl.col("_w") - 1 - x, y - y0,
+                              y0 + pl.col("_h") - 1 - y).fill_nan(float("-inf")) \
+        .fill_null(float("-inf"))
+    return rows.join(box_frame, on=["band", "tract", "patch"], how="left") \
+        .with_columns(_inner=inner)
+
+
+def home_patches(forced: PathLike, refs: PathLike | pl.LazyFrame | pl.DataFrame | None = None,
                  *, storage_options: StorageOptions = None,
                  boxes: tuple[list[TileBox], Any] | None = None) -> pl.LazyFrame:
+    """Each object's primary copy: ``objectId``, ``tract``, ``patch``, lazily.
+
+    The reference catalog's ``tract``/``patch`` when it has them; otherwise, over every tract,
+    the tile in which the object lies farthest inside the tile box (ties to the lowest tract,
+    patch). Only these three columns are read from the forced rows.
+    """
+    boxes_list = (boxes or tile_boxes(forced, storage_options=storage_options))[0]
+    ref_frame = _reference_frame(refs)
+    if ref_frame is not None and {"tract", "patch"} <= set(ref_frame.collect_schema().names()):
+        return ref_frame.select("objectId", "tract", "patch")
+    placed = _placed(forced, boxes_list, storage_options, ...)
+    return placed.group_by("objectId").agg(
+        pl.struct("tract", "patch").sort_by(
+            ["_inner", "tract", "patch"], descending=[True, False, False]).first()
+        .alias("_home")
+    ).unnest("_home")
+
+
+def object_frame(forced: PathLike, refs: PathLike | pl.LazyFrame | pl.DataFrame | None = None,
+                 *, storage_options: StorageOptions = None,
+                 boxes: tuple[list[TileBox], Any] | None = None,
+                 tract: int | None | EllipsisType = ...,
+                 home: pl.LazyFrame | None = None) -> pl.LazyFrame:
     """The wide Object table of a forced-source dataset, lazily.
 
     Parameters
@@ -144,6 +191,11 @@ def object_frame(forced: PathLike, refs: PathLike | pl.LazyFrame | pl.DataFrame 
         ``refBand`` and ``detect_isPrimary`` are carried over.
     storage_options
         fsspec options for remote datasets.
+    tract
+        Only the objects whose primary copy is in this tract (``None``: rows without a tract);
+        the forced rows of other tracts are not read. Default: every tract.
+    home
+        :func:`home_patches`'s result, when the caller computes it once for several tracts.
 
     Returns
     -------
@@ -163,31 +215,11 @@ def object_frame(forced: PathLike, refs: PathLike | pl.LazyFrame | pl.DataFrame 
     missing_true = set(spec["band_columns"]["missing_true"])
     exclude = set(spec["band_columns"]["exclude"])
 
-    rows = open_forced(forced, storage_options=storage_options)
-    box_frame = pl.LazyFrame(
-        [(b.band, b.tract, b.patch, b.x0, b.y0, b.width, b.height) for b in boxes],
-        schema={"band": pl.String, "tract": pl.Int64, "patch": pl.Int64, "_x0": pl.Int64,
-                "_y0": pl.Int64, "_w": pl.Int64, "_h": pl.Int64},
-        orient="row",
-    ).unique(["band", "tract", "patch"])
-    # how far inside its tile each row lies (pixels; -inf without a centroid)
-    x, y = pl.col("centroid_x"), pl.col("centroid_y")
-    x0, y0 = pl.col("_x0"), pl.col("_y0")
-    inner = pl.min_horizontal(x - x0, x0 + pl.col("_w") - 1 - x, y - y0,
-                              y0 + pl.col("_h") - 1 - y).fill_nan(float("-inf")) \
-        .fill_null(float("-inf"))
-    placed = rows.join(box_frame, on=["band", "tract", "patch"], how="left") \
-        .with_columns(_inner=inner)
-
     ref_frame = _reference_frame(refs)
-    if ref_frame is not None and {"tract", "patch"} <= set(ref_frame.collect_schema().names()):
-        home = ref_frame.select("objectId", "tract", "patch")
-    else:
-        home = placed.group_by("objectId").agg(
-            pl.struct("tract", "patch").sort_by(
-                ["_inner", "tract", "patch"], descending=[True, False, False]).first()
-            .alias("_home")
-        ).unnest("_home")
+    if home is None:
+        home = home_patches(forced, refs, storage_options=storage_options,
+                            boxes=(boxes, schema))
+    placed = _placed(forced, boxes, storage_options, tract)
     primary = placed.join(home, on=["objectId", "tract", "patch"], how="semi")
 
     base = primary.group_by("objectId").agg(

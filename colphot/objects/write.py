@@ -24,6 +24,7 @@ from colphot._fs import (
 from colphot._typing import PathLike, StorageOptions
 from colphot.objects.build import (
     ObjectColumn,
+    home_patches,
     object_columns,
     object_frame,
     ordered_bands,
@@ -94,8 +95,6 @@ def object_table(
                               f"({len(existing)} parts); pass overwrite=True (--clobber)")
     boxes, forced_schema = tile_boxes(forced, storage_options=storage_options)
     bands = ordered_bands({b.band for b in boxes})
-    frame = object_frame(forced, refs, storage_options=storage_options,
-                         boxes=(boxes, forced_schema))
     columns = object_columns(bands, forced_schema)
     schema = object_arrow_schema(columns)
     source_meta = read_colphot_metadata(forced_schema)
@@ -119,13 +118,21 @@ def object_table(
     rows: dict[str, int] = {}
     for old in existing:
         fs.rm(old)
-    for tract in tracts:
-        part = frame.filter(pl.col("tract").is_null() if tract is None
-                            else pl.col("tract") == tract)
-        key = "__HIVE_DEFAULT_PARTITION__" if tract is None else str(tract)
-        path = join(base, f"tract={key}", PART_NAME)
-        rows[key] = _write_part(fs, path, part, schema)
-        written.append(path)
+    with tempfile.TemporaryDirectory(prefix="colphot-home-") as tmp:
+        # every object's primary tract/patch, computed once over all tracts (three integer
+        # columns, streamed to disk), so each tract's pass reads only its own rows
+        home_path = os.path.join(tmp, "home.parquet")
+        home_patches(forced, refs, storage_options=storage_options,
+                     boxes=(boxes, forced_schema)).sink_parquet(home_path, engine="streaming")
+        for tract in tracts:
+            home = pl.scan_parquet(home_path).filter(
+                pl.col("tract").is_null() if tract is None else pl.col("tract") == tract)
+            part = object_frame(forced, refs, storage_options=storage_options,
+                                boxes=(boxes, forced_schema), tract=tract, home=home)
+            key = "__HIVE_DEFAULT_PARTITION__" if tract is None else str(tract)
+            path = join(base, f"tract={key}", PART_NAME)
+            rows[key] = _write_part(fs, path, part, schema)
+            written.append(path)
     common = join(base, "_common_metadata")
     buf = pa.BufferOutputStream()
     pq.write_metadata(schema, buf)
