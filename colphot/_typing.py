@@ -7,4 +7,4 @@ from typing import Any, Literal, TypeAlias
 
 PathLike: TypeAlias = str | os.PathLike[str]
 StorageOptions: TypeAlias = dict[str, Any] | None
-ApertureMethod: TypeAlias = Literal["exact", "subpixel", "center"]
+ApertureMethod: TypeAlias = Literal["sinc", "exact", "subpixel", "center"]

@@ -35,6 +35,8 @@ GROUPS: tuple[tuple[tuple[str, ...], bool], ...] = (
 def _kernels() -> tuple[Any, ...]:
     """The top-level numba dispatchers a tile's measurement calls."""
     from colphot.measure import (
+        _sinc,
+        adaptive_moments,
         aperture,
         footprints,
         gaussian_flux,
@@ -43,10 +45,11 @@ def _kernels() -> tuple[Any, ...]:
         psf_flux,
     )
 
-    return (aperture._apertures_kernel, psf_flux._psf_flux_kernel,
+    return (aperture._apertures_kernel, _sinc.sinc_apertures, psf_flux._psf_flux_kernel,
             gaussian_flux._gaussian_kernel, local_background._background_kernel,
-            local_background._meanclip, pixel_flags._gather_kernel, footprints._clip_kernel,
-            footprints._mark_kernel, footprints._mask_bits_kernel)
+            local_background._meanclip, pixel_flags._pixel_flags_kernel, footprints._clip_kernel,
+            footprints._mark_kernel, footprints._mask_bits_kernel,
+            adaptive_moments._adaptive_kernel)
 
 
 def is_cached() -> bool:

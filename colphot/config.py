@@ -98,12 +98,16 @@ class ForcedPhotConfig:
     aperture_radii
         Circular-aperture radii, pixels (sorted on construction).
     aperture_method
-        ``"exact"`` pixel-circle overlap, ``"subpixel"`` n x n sampling of each pixel, or
-        ``"center"`` (a pixel counts whole when its centre is inside the circle).
+        ``"sinc"`` (LSST's CircularApertureFlux: sinc-interpolated coefficients up to
+        ``max_sinc_radius``, the pixel-centre sum above it), ``"exact"`` pixel-circle overlap,
+        ``"subpixel"`` n x n sampling of each pixel, or ``"center"`` (a pixel counts whole when
+        its centre is inside the circle).
+    max_sinc_radius
+        Largest radius, pixels, measured with sinc coefficients (LSST: 10).
     subpixels
         Samples per pixel side for ``"subpixel"`` (5 reproduces SExtractor's FLUX_APER).
     psf_bad_mask_planes
-        Mask planes whose pixels the PSF fit ignores (non-finite pixels are always ignored).
+        Mask planes whose pixels the PSF fit ignores (LSST's ``badMaskPlanes``: none).
     local_background_inner, local_background_outer
         Annulus radii of the local background in units of the PSF's Gaussian sigma (LSST: 7, 15).
     local_background_bad_mask_planes
@@ -111,9 +115,9 @@ class ForcedPhotConfig:
     local_background_n_sigma, local_background_n_iter
         Sigma clipping: rejection threshold (sigma) and iterations (LSST: 3, 3).
     footprint_radius
-        Half size, pixels, of the box in which pixel flags are gathered when the tile has no PSF
-        (otherwise the PSF model's box, LSST's footprint stand-in when no in-band catalog is
-        given).
+        Radius, pixels, of the circular footprint that pixel flags look in when no in-band
+        catalog gives the sources' footprints (LSST uses the reference's detection footprint,
+        which a reference catalog does not carry).
     noise_source, noise_offset, noise_seed
         Deblended measurement (an in-band catalog given): the noise that replaces every
         top-level footprint (LSST's ``NoiseReplacerConfig``): ``"measure"`` (the image's clipped
@@ -126,24 +130,29 @@ class ForcedPhotConfig:
     undeblended_plugins
         Deblended measurement: algorithms of :data:`UNDEBLENDED` also run on the original
         image, as ``undeblended_`` columns (LSST's default: none).
+    apply_ap_corr
+        Scale ``psfFlux`` and ``gaussianFlux`` by the tile's aperture-correction map, with
+        ``_apCorr``, ``_apCorrErr`` and ``_flag_apCorr`` columns (LSST's ``doApCorr``: true).
     """
 
     plugins: tuple[str, ...] = ALGORITHMS
     aperture_radii: tuple[float, ...] = DEFAULT_RADII
-    aperture_method: ApertureMethod = "exact"
+    aperture_method: ApertureMethod = "sinc"
+    max_sinc_radius: float = 10.0
     subpixels: int = 5
-    psf_bad_mask_planes: tuple[str, ...] = ("BAD", "NO_DATA")
+    psf_bad_mask_planes: tuple[str, ...] = ()
     local_background_inner: float = 7.0
     local_background_outer: float = 15.0
     local_background_bad_mask_planes: tuple[str, ...] = ("BAD", "SAT", "NO_DATA")
     local_background_n_sigma: float = 3.0
     local_background_n_iter: int = 3
-    footprint_radius: int = 5
+    footprint_radius: float = 5.0
     noise_source: str = "measure"
     noise_offset: float = 0.0
     noise_seed: int = 0
     conserve_flux: bool = False
     undeblended_plugins: tuple[str, ...] = ()
+    apply_ap_corr: bool = True
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -167,15 +176,17 @@ class ForcedPhotConfig:
         if len(set(tokens)) != len(tokens):
             raise ValueError(f"aperture_radii: radii {radii} give clashing column names {tokens}")
         object.__setattr__(self, "aperture_radii", radii)
-        if self.aperture_method not in ("exact", "subpixel", "center"):
+        if self.aperture_method not in ("sinc", "exact", "subpixel", "center"):
             raise ValueError(
-                f"aperture_method: expected 'exact', 'subpixel' or 'center', "
+                f"aperture_method: expected 'sinc', 'exact', 'subpixel' or 'center', "
                 f"got {self.aperture_method!r}"
             )
+        object.__setattr__(self, "max_sinc_radius", _number(
+            "max_sinc_radius", self.max_sinc_radius, 0.0, MAX_RADIUS))
         object.__setattr__(self, "subpixels", _integer("subpixels", self.subpixels, 1,
                                                         MAX_SUBPIXELS))
         object.__setattr__(self, "footprint_radius",
-                           _integer("footprint_radius", self.footprint_radius, 0, 1000))
+                           _number("footprint_radius", self.footprint_radius, 0.0, 1000.0))
         object.__setattr__(self, "local_background_n_iter",
                            _integer("local_background_n_iter", self.local_background_n_iter,
                                     0, 100))
@@ -203,8 +214,9 @@ class ForcedPhotConfig:
                                                          2**63 - 1))
         object.__setattr__(self, "noise_offset", _number("noise_offset", self.noise_offset,
                                                           -1e30, 1e30))
-        if not isinstance(self.conserve_flux, bool):
-            raise ValueError(f"conserve_flux: expected true or false, got {self.conserve_flux!r}")
+        for name in ("conserve_flux", "apply_ap_corr"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name}: expected true or false, got {getattr(self, name)!r}")
 
     @property
     def aperture_names(self) -> tuple[str, ...]:

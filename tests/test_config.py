@@ -23,7 +23,7 @@ from colphot.config import ForcedPhotConfig
     ({"local_background_n_iter": -1}, ValueError, r"local_background_n_iter: expected an"),
     ({"local_background_outer": float("inf")}, ValueError, r"local_background_outer"),
     ({"local_background_inner": 20.0}, ValueError, r"need 0 < inner < outer"),
-    ({"footprint_radius": 10**9}, ValueError, r"footprint_radius: expected an integer in"),
+    ({"footprint_radius": 10**9}, ValueError, r"footprint_radius: expected a number in"),
     ({"noise_offset": float("nan")}, ValueError, r"noise_offset: expected a number"),
     ({"noise_seed": -1}, ValueError, r"noise_seed: expected an integer in"),
     ({"conserve_flux": "yes"}, ValueError, r"conserve_flux: expected true or false"),

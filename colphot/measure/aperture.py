@@ -8,6 +8,10 @@ square root and arcsine a source needs (at its row and column edges, per radius)
 first, in vectorised loops; see :mod:`colphot.measure._overlap`. No pixel is masked, as in LSST:
 a non-finite pixel value or variance under an aperture (NO_DATA in a coadd) gives a NaN flux and
 error, flagged ``flag_noData``.
+
+``method="sinc"`` is LSST's ``CircularApertureFlux``: radii up to ``max_sinc_radius`` are sinc
+apertures (the band-limited image integrated over the circle, :mod:`colphot.measure._sinc`),
+larger ones the pixel-centre sum (meas_base ``computeNaiveFlux``, here ``"center"``).
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from colphot._typing import ApertureMethod
 from colphot.measure._overlap import band_h as _h
 from colphot.measure._overlap import circle_integral as _g
 from colphot.measure._overlap import sampled_overlap
+from colphot.measure._sinc import coefficient_stack as _sinc_stack
+from colphot.measure._sinc import sinc_apertures
 from colphot.measure.footprints import (
     Footprints,
     check_footprints,
@@ -31,14 +37,19 @@ from colphot.measure.footprints import (
     touches,
 )
 
-__all__ = ["ApertureResult", "measure_apertures", "FLAGS"]
+__all__ = ["ApertureResult", "measure_apertures", "FLAGS", "MAX_SINC_RADIUS"]
 
 #: (bit, name, description) of the aperture flags; bit 0 is the general flag.
 FLAGS = (
     (0, "flag", "general failure"),
     (1, "flag_apertureTruncated", "aperture extends past the tile"),
     (2, "flag_noData", "a pixel in the aperture has no data (non-finite value or variance)"),
+    (3, "flag_sincCoeffsTruncated", "the sinc coefficient image extends past the tile"),
 )
+
+#: meas_base ``ApertureFluxControl.maxSincRadius``: the largest radius, pixels, measured with
+#: sinc coefficients by ``method="sinc"``.
+MAX_SINC_RADIUS = 10.0
 
 
 @dataclass(frozen=True)
@@ -54,16 +65,22 @@ class ApertureResult:
         ``(n, k)`` bool, the aperture extends past the image.
     no_data
         ``(n, k)`` bool, a pixel in the aperture has a non-finite value or variance.
+    sinc_truncated
+        ``(n, k)`` bool, the sinc coefficient image extends past the image (sinc radii only;
+        False for other radii and methods). The flux is then summed over the coefficients on
+        the image, and is NaN and ``truncated`` only where the aperture itself is cut.
     """
 
     flux: np.ndarray
     flux_err: np.ndarray
     truncated: np.ndarray
     no_data: np.ndarray
+    sinc_truncated: np.ndarray
 
     @property
     def flag(self) -> np.ndarray:
-        """``(n, k)`` general failure flag: truncated or no data."""
+        """``(n, k)`` general failure flag: truncated or no data. As in meas_base, a truncated
+        sinc coefficient image alone does not set it."""
         return self.truncated | self.no_data
 
 
@@ -77,6 +94,7 @@ def measure_apertures(
     method: ApertureMethod = "exact",
     subpixels: int = 5,
     footprints: Footprints | None = None,
+    max_sinc_radius: float = MAX_SINC_RADIUS,
 ) -> ApertureResult:
     """Sum pixel values in circular apertures at fixed positions.
 
@@ -90,17 +108,24 @@ def measure_apertures(
         Aperture radii, pixels, in increasing order.
     method
         ``"exact"`` overlap area, ``"subpixel"`` (``subpixels`` x ``subpixels`` samples per
-        pixel; 5 reproduces SExtractor), or ``"center"``.
+        pixel; 5 reproduces SExtractor), ``"center"``, or ``"sinc"`` (LSST's
+        ``CircularApertureFlux``: sinc coefficients up to ``max_sinc_radius``, ``"center"``
+        above).
     footprints
         Deblended measurement: one heavy footprint per source, whose pixels replace
         ``image``'s (the noise-replaced image) for that source only; ``None`` measures
         ``image`` as it is.
+    max_sinc_radius
+        With ``method="sinc"``, the largest radius, pixels, measured with sinc coefficients
+        (meas_base ``maxSincRadius``); ignored otherwise.
 
     Returns
     -------
     ApertureResult
         Sums in image units; an aperture not wholly on the image is NaN and ``truncated``, one
-        over a pixel without data NaN and ``no_data``.
+        over a pixel without data NaN and ``no_data``. A sinc aperture reads every pixel of its
+        coefficient box (15 x 15 pixels at r = 3, 63 x 63 at r = 9): ``no_data`` there
+        extends to that box, and a box cut by the border sets ``sinc_truncated``.
     """
     radii_arr = np.asarray(radii, dtype=np.float64)
     if radii_arr.ndim != 1 or radii_arr.size == 0 or np.any(np.diff(radii_arr) <= 0):
@@ -109,14 +134,20 @@ def measure_apertures(
         raise ValueError(f"radii: expected positive radii, got {radii_arr}")
     image = as_plane("image", image)
     variance = as_plane("variance", variance, shape=image.shape, dtype=image.dtype)
-    if method == "exact":
+    if method == "sinc":
+        max_sinc_radius = float(max_sinc_radius)
+        if math.isnan(max_sinc_radius):
+            raise ValueError("max_sinc_radius: expected a number, got NaN")
+        mode, n_sub = 1, 1  # the radii above max_sinc_radius
+    elif method == "exact":
         mode, n_sub = 0, 1
     elif method == "subpixel":
         mode, n_sub = 1, int(subpixels)
     elif method == "center":
         mode, n_sub = 1, 1
     else:
-        raise ValueError(f"method: expected 'exact', 'subpixel' or 'center', got {method!r}")
+        raise ValueError(
+            f"method: expected 'exact', 'subpixel', 'center' or 'sinc', got {method!r}")
     if n_sub < 1:
         raise ValueError(f"subpixels: expected >= 1, got {subpixels}")
     x = np.ascontiguousarray(x, dtype=np.float64)
@@ -127,14 +158,33 @@ def measure_apertures(
     flux = np.full((n, k), np.nan)
     var = np.full((n, k), np.nan)
     truncated = np.ones((n, k), dtype=np.bool_)
+    sinc_truncated = np.zeros((n, k), dtype=np.bool_)
     fp = check_footprints(footprints, n, image.shape)
-    _apertures_kernel(image, variance, x, y, radii_arr, mode, n_sub, flux, var, truncated, *fp)
+    is_sinc = radii_arr <= max_sinc_radius if method == "sinc" else np.zeros(k, dtype=np.bool_)
+    if not is_sinc.all():
+        # every radius, so that the naive sums are those of method="center" bit for bit
+        _apertures_kernel(image, variance, x, y, radii_arr, mode, n_sub, flux, var, truncated,
+                          *fp)
+    if is_sinc.any():
+        ks = np.flatnonzero(is_sinc)
+        stack, half = _sinc_stack(tuple(float(r) for r in radii_arr[ks]))
+        s_flux = np.full((n, ks.size), np.nan)
+        s_var = np.full((n, ks.size), np.nan)
+        s_trunc = np.ones((n, ks.size), dtype=np.bool_)
+        s_sinc = np.zeros((n, ks.size), dtype=np.bool_)
+        sinc_apertures(image, variance, x, y, radii_arr[ks], stack, half, s_flux, s_var,
+                       s_trunc, s_sinc, *fp)
+        flux[:, ks] = s_flux
+        var[:, ks] = s_var
+        truncated[:, ks] = s_trunc
+        sinc_truncated[:, ks] = s_sinc
     with np.errstate(invalid="ignore"):
         err = np.sqrt(var)
     no_data = ~truncated & ~(np.isfinite(flux) & np.isfinite(err))
     flux[no_data] = np.nan
     err[no_data] = np.nan
-    return ApertureResult(flux=flux, flux_err=err, truncated=truncated, no_data=no_data)
+    return ApertureResult(flux=flux, flux_err=err, truncated=truncated, no_data=no_data,
+                          sinc_truncated=sinc_truncated)
 
 
 #: LLVM fast-math flags: reassociation only (vectorised sums); NaN and infinity semantics are

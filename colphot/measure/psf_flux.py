@@ -4,10 +4,15 @@ The model at a source is the interpolation of the sampled PSF images (weights fr
 :meth:`colphot.tile.psf.PsfModel.weights`), evaluated at the source's sub-pixel position by
 degree-7 B-spline interpolation of the samples (:mod:`colphot.measure._bspline`: unbiased to
 1e-4 on pixel-convolved PSFs of FWHM 2.5 px, where Lanczos-5 loses 0.13 %) and normalised to sum
-1. With ``P`` the model, ``D`` the pixels and ``V`` their variance over the good pixels of the
-model's box (LSST's PsfFlux): ``flux = sum(P D) / sum(P^2)``, ``err = sqrt(sum(P^2 V)) /
-sum(P^2)``, ``area = (sum P)^2 / sum(P^2)`` over the whole model, ``chi2 = sum((D - flux P)^2 /
-V)``.
+1. As LSST's PsfFlux, the fit region is the model's box clipped to the tile (clipping sets
+``flag_edge`` and the general flag) less the pixels with any of the bad mask bits (LSST's
+``badMaskPlanes``, none by default); with ``P`` the model, ``D`` the pixels and ``V`` their
+variance over it: ``flux = sum(P D) / sum(P^2)``, ``err = sqrt(sum(P^2 V)) / sum(P^2)``,
+``area = (sum P)^2 / sum(P^2)``, ``npixels`` the region's pixel count and ``chi2 = sum((D -
+flux P)^2 / V)``, all over the fit region. No pixel is dropped for its value: a non-finite
+pixel value or variance in the region (NO_DATA in a coadd) makes the flux or its error
+non-finite, which LSST reports as a failure (``PixelValueError``: NaN flux, general flag);
+colphot also sets ``flag_noData``. An empty region sets ``flag_noGoodPixels``.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ FLAGS = (
     (1, "flag_edge", "PSF model box extends past the tile; fit on the pixels on the tile"),
     (2, "flag_noGoodPixels", "no good pixel under the PSF model"),
     (3, "flag_noPsf", "the tile has no PSF model"),
+    (4, "flag_noData", "a non-finite pixel value or variance in the fit region"),
 )
 
 #: LLVM fast-math flags of the kernels: reassociation (vectorised sums) and fused multiply-add
@@ -49,6 +55,7 @@ class PsfFluxResult:
     flag: np.ndarray
     flag_edge: np.ndarray
     flag_no_good_pixels: np.ndarray
+    flag_no_data: np.ndarray
 
 
 def measure_psf_flux(
@@ -70,9 +77,11 @@ def measure_psf_flux(
     Parameters
     ----------
     image, variance
-        2D pixel values and variance; non-finite pixels and ``variance <= 0`` are not used.
+        2D pixel values and variance; every pixel of the fit region is used, as in LSST (a
+        non-finite one gives a NaN flux with ``flag_no_data``).
     mask
-        2D integer bit planes or ``None``; pixels with any of ``bad_mask_bits`` set are not used.
+        2D integer bit planes or ``None``; pixels with any of ``bad_mask_bits`` set are left out
+        of the fit region.
     x, y
         Positions in array pixel coordinates (0-based, pixel centres at integers).
     psf_images
@@ -90,7 +99,8 @@ def measure_psf_flux(
     Returns
     -------
     PsfFluxResult
-        ``flux`` and ``flux_err`` in image units, ``area`` in pixels; NaN with flags on failure.
+        ``flux`` and ``flux_err`` in image units, ``area`` in pixels (over the fit region);
+        NaN with flags on failure.
     """
     image = as_plane("image", image)
     variance = as_plane("variance", variance, shape=image.shape, dtype=image.dtype)
@@ -127,12 +137,14 @@ def measure_psf_flux(
     out_n = np.zeros(n, dtype=np.int32)
     edge = np.zeros(n, dtype=np.bool_)
     nogood = np.zeros(n, dtype=np.bool_)
+    nodata = np.zeros(n, dtype=np.bool_)
     _psf_flux_kernel(image, variance, mask, np.uint64(bad_mask_bits), x, y, coeffs,
                      np.ascontiguousarray(psf_index, dtype=np.int64),
                      np.ascontiguousarray(psf_weight, dtype=np.float64),
-                     out_f, out_e, out_a, out_c, out_n, edge, nogood,
+                     out_f, out_e, out_a, out_c, out_n, edge, nogood, nodata,
                      *check_footprints(footprints, n, image.shape))
-    return PsfFluxResult(out_f, out_e, out_a, out_c, out_n, edge | nogood, edge, nogood)
+    return PsfFluxResult(out_f, out_e, out_a, out_c, out_n, edge | nogood | nodata, edge,
+                         nogood, nodata)
 
 
 @njit(cache=True, nogil=True, fastmath=_FAST, error_model="numpy")
@@ -213,10 +225,10 @@ def shifted_psf(coeffs, index, weight, dx, dy, base, tmp, model, wx, wy):
 
 @njit(cache=True, nogil=True, fastmath=_FAST, error_model="numpy")
 def _clean_stamp_sums(image, oy, ox, variance, mask, has_mask, badbits, y0, x0, model, sums):
-    """Fit sums over a stamp wholly on the tile, assuming every pixel good.
+    """Fit sums over a stamp wholly on the tile, assuming no pixel masked.
 
     Fills ``sums`` with ``(sum P, sum P^2, sum P D, sum P^2 V)`` and returns False when some
-    pixel is not good after all (non-finite, ``V <= 0`` or masked); the sums are then invalid.
+    pixel has a bad mask bit after all; the sums are then invalid.
     The loops have no branch, so they vectorise. Pixel ``(j, i)`` of the tile is
     ``image[j - oy, i - ox]`` (``image`` may be the source's region with its footprint
     inserted).
@@ -226,8 +238,6 @@ def _clean_stamp_sums(image, oy, ox, variance, mask, has_mask, badbits, y0, x0, 
     spp = 0.0
     spd = 0.0
     sppv = 0.0
-    nan_probe = 0.0  # NaN as soon as one value is NaN or infinite
-    n_nonpositive = 0
     bits = np.uint64(0)
     for i in range(k):
         drow = image[y0 + i - oy]
@@ -242,8 +252,6 @@ def _clean_stamp_sums(image, oy, ox, variance, mask, has_mask, badbits, y0, x0, 
             spp += pp
             spd += p * d
             sppv += pp * v
-            nan_probe += d * 0.0 + v * 0.0
-            n_nonpositive += v <= 0.0
         if has_mask:
             mrow = mask[y0 + i]
             for j in range(k):
@@ -252,7 +260,7 @@ def _clean_stamp_sums(image, oy, ox, variance, mask, has_mask, badbits, y0, x0, 
     sums[1] = spp
     sums[2] = spd
     sums[3] = sppv
-    return nan_probe == 0.0 and n_nonpositive == 0 and (bits & badbits) == 0
+    return (bits & badbits) == 0
 
 
 #: Sources ahead whose stamp rows are prefetched while the current one is measured.
@@ -261,7 +269,7 @@ _AHEAD = 4
 
 @njit(cache=True, nogil=True, fastmath=_FAST, error_model="numpy")
 def _psf_flux_kernel(image, variance, mask, badbits, xs, ys, coeffs, index, weight,
-                     out_f, out_e, out_a, out_c, out_n, edge, nogood,
+                     out_f, out_e, out_a, out_c, out_n, edge, nogood, nodata,
                      fx0, fy0, fw, fh, foff, fval, fmsk):
     ny, nx = image.shape
     region = np.empty((1, 1), dtype=image.dtype)
@@ -273,14 +281,14 @@ def _psf_flux_kernel(image, variance, mask, badbits, xs, ys, coeffs, index, weig
     tmp = np.zeros((big, k))
     model = np.empty((k, k))
     sums = np.empty(4)
-    # the stamp's good pixels (data, variance, inverse variance, indicator) when some are bad
+    # the fit region's pixels (data, variance, inverse variance, indicator) when it is not the
+    # whole stamp
     gd = np.empty((k, k))
     gv = np.empty((k, k))
     giv = np.empty((k, k))
     gw = np.empty((k, k))
     wx = np.empty(TAPS + 1)
     wy = np.empty(TAPS + 1)
-    inf = math.inf
     for s in range(xs.shape[0]):
         x = xs[s]
         y = ys[s]
@@ -320,6 +328,11 @@ def _psf_flux_kernel(image, variance, mask, badbits, xs, ys, coeffs, index, weig
             # the common case: the whole stamp is good
             spp = sums[1]
             f = sums[2] / spp
+            e = math.sqrt(sums[3]) / spp
+            if not (math.isfinite(f) and math.isfinite(e)):
+                nodata[s] = True  # LSST: PixelValueError
+                out_n[s] = k * k
+                continue
             chi2 = 0.0
             for i in range(k):
                 drow = img[y0 + i - oy]
@@ -329,7 +342,7 @@ def _psf_flux_kernel(image, variance, mask, badbits, xs, ys, coeffs, index, weig
                     r = np.float64(drow[x0 + j - ox]) - f * prow[j]
                     chi2 += r * r / np.float64(vrow[x0 + j])
             out_f[s] = f
-            out_e[s] = math.sqrt(sums[3]) / spp
+            out_e[s] = e
             out_a[s] = sums[0] * sums[0] / spp
             out_c[s] = chi2
             out_n[s] = k * k
@@ -349,25 +362,23 @@ def _psf_flux_kernel(image, variance, mask, badbits, xs, ys, coeffs, index, weig
             for j in range(j_lo, j_hi):
                 d = np.float64(drow[x0 + j - ox])
                 v = np.float64(variance[y0 + i, x0 + j])
-                good = (abs(d) < inf) & (v > 0.0) & (v < inf)
+                good = True
                 if has_mask:
-                    good = good & ((np.uint64(mask[y0 + i, x0 + j]) & badbits) == 0)
+                    good = (np.uint64(mask[y0 + i, x0 + j]) & badbits) == 0
                 gd[i, j] = d if good else 0.0
                 gv[i, j] = v if good else 0.0
                 giv[i, j] = 1.0 / v if good else 0.0
                 gw[i, j] = 1.0 if good else 0.0
-        sum_p_all = 0.0
-        sum_p2_all = 0.0
+        sp = 0.0
         spd = 0.0
         spp = 0.0
         sppv = 0.0
         npix = 0.0
         for i in range(k):
             for j in range(k):
-                p = model[i, j]
+                p = model[i, j] * gw[i, j]
                 pp = p * p
-                sum_p_all += p
-                sum_p2_all += pp
+                sp += p
                 spd += p * gd[i, j]
                 spp += pp * gw[i, j]
                 sppv += pp * gv[i, j]
@@ -375,14 +386,18 @@ def _psf_flux_kernel(image, variance, mask, badbits, xs, ys, coeffs, index, weig
         if npix == 0.0 or spp <= 0.0:
             nogood[s] = True
             continue
+        out_n[s] = np.int32(npix)
         f = spd / spp
+        e = math.sqrt(sppv) / spp
+        if not (math.isfinite(f) and math.isfinite(e)):
+            nodata[s] = True  # LSST: PixelValueError
+            continue
         chi2 = 0.0
         for i in range(k):
             for j in range(k):
                 r = gd[i, j] - f * model[i, j] * gw[i, j]
                 chi2 += r * r * giv[i, j]
         out_f[s] = f
-        out_e[s] = math.sqrt(sppv) / spp
-        out_a[s] = sum_p_all * sum_p_all / sum_p2_all
+        out_e[s] = e
+        out_a[s] = sp * sp / spp
         out_c[s] = chi2
-        out_n[s] = np.int32(npix)

@@ -214,6 +214,8 @@ def _schema_with_metadata(config: ForcedPhotConfig, flux_unit: str,
     return schema.with_metadata({
         METADATA_KEY: colphot_metadata(config, inputs),
         "table_meta_yaml": yaml_text,
+        # astropy's Parquet reader sizes string columns (refBand) from these keys
+        **{f"table::len::{f.name}": "16" for f in schema if pa.types.is_string(f.type)},
     })
 
 

@@ -39,6 +39,7 @@ from colphot.sim.scene import (
     Sources,
     render_tile,
 )
+from colphot.tile.ap_corr import ChebyshevField
 from colphot.tile.fits import AB_NJY_ZEROPOINT
 from colphot.tile.write import write_tile
 
@@ -691,30 +692,31 @@ def _write_patch_tile(path: str, in_band_path: str, band: str, band_index: int, 
         wcs=patch_wcs(wcs, g), psf_images=psf.images(), psf_grid=(psf.sample_x, psf.sample_y),
         band=band, tract=TRACT, patch=g.patch, xy0=(g.x0, g.y0),
         bunit="nJy" if spec.magzero is None else None, magzero=spec.magzero,
-        storage_options=storage_options,
+        ap_corr=SIM_AP_CORR, storage_options=storage_options,
     )
 
+
+#: The aperture-correction map written with every simulated tile: the PSF model is the exact
+#: PSF normalised to the total flux, so psfFlux needs no correction (1, uncertainty 0). There
+#: is no base_GaussianFlux field, as there is no single right one for the sim's extended
+#: sources: gaussianFlux is left uncorrected with gaussianFlux_flag_apCorr set, LSST's
+#: behaviour for a missing field.
+SIM_AP_CORR: dict[str, ChebyshevField] = {
+    "base_PsfFlux_instFlux": ChebyshevField.constant(1.0),
+    "base_PsfFlux_instFluxErr": ChebyshevField.constant(0.0),
+}
 
 # --------------------------------------------------------------------------------------------
 # tables
 
 
-def _sky_moments(wcs: WCS, qxx: np.ndarray, qyy: np.ndarray, qxy: np.ndarray
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pixel moments (pixels²) to tangent-plane moments (arcsec², x = east, y = north)."""
-    j = wcs.pixel_scale_matrix * 3600.0  # rows: (east, north) arcsec per pixel step
-    sxx = j[0, 0] ** 2 * qxx + 2 * j[0, 0] * j[0, 1] * qxy + j[0, 1] ** 2 * qyy
-    syy = j[1, 0] ** 2 * qxx + 2 * j[1, 0] * j[1, 1] * qxy + j[1, 1] ** 2 * qyy
-    sxy = j[0, 0] * j[1, 0] * qxx + (j[0, 0] * j[1, 1] + j[0, 1] * j[1, 0]) * qxy \
-        + j[0, 1] * j[1, 1] * qyy
-    return sxx, syy, sxy
-
-
 def _reference_frame(truth: dict[str, np.ndarray], wcs: WCS, core_var: np.ndarray,
                      ref_band: str) -> pl.DataFrame:
     """Reference rows (catalogs/reference.yaml), sorted by patch then id."""
-    sxx, syy, sxy = _sky_moments(wcs, truth["qxx"] + core_var, truth["qyy"] + core_var,
-                                 truth["qxy"])
+    # Rubin's Object shapes: moments in pixels² of the tract WCS, the PSF's core included
+    sxx = truth["qxx"] + core_var
+    syy = truth["qyy"] + core_var
+    sxy = truth["qxy"]
     n = truth["x"].size
     return pl.DataFrame({
         "id": truth["id"],

@@ -18,19 +18,22 @@ from colphot.config import ForcedPhotConfig
 from colphot.exceptions import NoPsfWarning
 from colphot.measure._bspline import bspline_coefficients
 from colphot.measure.aperture import measure_apertures
-from colphot.measure.footprints import Footprints, footprint_mask_bits
+from colphot.measure.footprints import Footprints
 from colphot.measure.gaussian_flux import measure_gaussian_flux
 from colphot.measure.local_background import measure_local_background
-from colphot.measure.pixel_flags import gather_mask_bits, pixel_flags
+from colphot.measure.pixel_flags import pixel_flag_columns
 from colphot.measure.psf_flux import measure_psf_flux
 from colphot.references.load import validate_references
-from colphot.references.select import on_tile, sky_moments_to_pixel
+from colphot.references.select import on_tile, ref_moments_to_tile
 from colphot.table.deblend import Deblend, deblend_provenance, prepare_deblend
 from colphot.table.schema import forced_columns, polars_schema
+from colphot.tile.ap_corr import apply_ap_corr
 from colphot.tile.fits import AB_NJY_ZEROPOINT
 from colphot.tile.tile import Tile
 
 if TYPE_CHECKING:
+    from astropy.wcs import WCS
+
     from colphot._typing import PathLike, StorageOptions
 
 __all__ = ["forced_photometry", "provenance", "spatial_order", "strip_height", "unflagged_nans"]
@@ -63,6 +66,7 @@ def forced_photometry(
     n_threads: int = 1,
     storage_options: StorageOptions = None,
     in_band_name: str | None = None,
+    ref_wcs: WCS | None = None,
 ) -> pl.DataFrame:
     """Measure every reference object that falls on a tile, LSST ForcedPhotCoadd style.
 
@@ -72,7 +76,9 @@ def forced_photometry(
         The tile (see :func:`colphot.read_tile`); pixel values in nJy when calibrated.
     refs
         Reference catalog (``catalogs/reference.yaml``): ``id``, ``coord_ra``, ``coord_dec``
-        (degrees, ICRS) and optionally ``parent`` and ``shape_xx/yy/xy`` (arcsec²).
+        (degrees, ICRS) and optionally ``parent``, ``shape_xx/yy/xy`` (pixel² of ``ref_wcs``,
+        as in Rubin's Object table), ``centroid_flag``, ``shape_flag``, ``refBand``,
+        ``detect_isPrimary`` and ``deblend_nChild``.
     config
         Algorithms and parameters; defaults to :class:`ForcedPhotConfig()`.
     in_band
@@ -89,6 +95,11 @@ def forced_photometry(
         fsspec options for a remote ``in_band``.
     in_band_name
         How errors name the in-band catalog (default: its path, or ``"in_band"`` for a frame).
+    ref_wcs
+        WCS of the pixels in which the reference shapes are given (LSST's ``refWcs``: the
+        tract's). ``None``: the tile's own WCS, which is the tract's for a coadd patch (the
+        shapes are then used as they are); otherwise they are transformed to the tile's pixels
+        with the local linearisation of ``ref_wcs`` -> sky -> tile WCS at each reference.
 
     Returns
     -------
@@ -116,7 +127,7 @@ def forced_photometry(
     deblend = None if in_band is None else prepare_deblend(
         tile, kept, in_band, config, source=in_band_name, storage_options=storage_options,
         n_threads=n_threads)
-    columns = _measure(tile, kept, x, y, config, deblend, n_threads)
+    columns = _measure(tile, kept, x, y, config, deblend, n_threads, ref_wcs)
     schema = polars_schema(forced_columns(config, deblended=deblend is not None))
     frame = pl.DataFrame({name: columns[name] for name in schema.names()}, schema=schema)
     return _restore_order(frame, order)
@@ -140,8 +151,8 @@ def unflagged_nans(frame: pl.DataFrame) -> dict[str, int]:
     colphot's promise, LSST's rule: a measurement that is NaN has its ``<algorithm>_flag`` set
     (and a specific flag). A float column belongs to the longest ``X_flag`` whose ``X`` it
     starts with (``ap12FluxErr`` to ``ap12Flux_flag``, ``centroid_x`` to ``centroid_flag``);
-    columns without one (``psfMag``, NaN for a flux <= 0) are not checked. Empty when the frame
-    keeps the promise.
+    columns without one (``psfMag``, NaN for a flux <= 0) are not checked; ``X_apCorr`` and
+    ``X_apCorrErr`` belong to ``X_flag_apCorr``. Empty when the frame keeps the promise.
     """
     flags = sorted((c[:-5] for c in frame.columns if c.endswith("_flag")), key=len,
                    reverse=True)
@@ -149,10 +160,15 @@ def unflagged_nans(frame: pl.DataFrame) -> dict[str, int]:
     for column, dtype in frame.schema.items():
         if not dtype.is_float():
             continue
-        owner = next((f for f in flags if column.startswith(f)), None)
-        if owner is None:
-            continue
-        bad = (frame[column].is_nan().fill_null(True) & ~frame[f"{owner}_flag"]).sum()
+        base = column.removesuffix("Err")
+        if base.endswith("_apCorr") and f"{base[:-7]}_flag_apCorr" in frame.columns:
+            flag = f"{base[:-7]}_flag_apCorr"  # the correction, not the measurement, is missing
+        else:
+            owner = next((f for f in flags if column.startswith(f)), None)
+            if owner is None:
+                continue
+            flag = f"{owner}_flag"
+        bad = (frame[column].is_nan().fill_null(True) & ~frame[flag]).sum()
         if bad:
             out[column] = int(bad)
     return out
@@ -178,9 +194,73 @@ def _threaded(fn: Callable[[slice], Any], n: int, n_threads: int) -> Any:
                           for f in dataclasses.fields(first)})
 
 
+def _reference_identity(refs: pl.DataFrame) -> dict[str, Any]:
+    """``refBand``, ``detect_isPrimary`` and ``deblend_nChild`` carried from the references
+    (``deblend_nChild`` counted from ``parent`` when the catalog has no such column)."""
+    n = refs.height
+    out: dict[str, Any] = {
+        # "" rather than null when unknown: astropy's Parquet reader fails on null strings
+        "refBand": refs["refBand"].fill_null("") if "refBand" in refs.columns
+        else pl.repeat("", n, dtype=pl.String, eager=True),
+        "detect_isPrimary": refs["detect_isPrimary"] if "detect_isPrimary" in refs.columns
+        else pl.repeat(None, n, dtype=pl.Boolean, eager=True),
+    }
+    if "deblend_nChild" in refs.columns:
+        out["deblend_nChild"] = refs["deblend_nChild"].cast(pl.Int32)
+    elif "parent" in refs.columns:
+        counts = refs.filter(pl.col("parent").fill_null(0) != 0).group_by("parent").len()
+        out["deblend_nChild"] = refs.select("id").join(
+            counts.rename({"parent": "id"}), on="id", how="left", maintain_order="left"
+        )["len"].fill_null(0).cast(pl.Int32)
+    else:
+        out["deblend_nChild"] = np.zeros(n, dtype=np.int32)
+    return out
+
+
+def _reference_flag(refs: pl.DataFrame, name: str) -> np.ndarray:
+    """A reference flag column (``centroid_flag``, ``shape_flag``) as bools; null counts as
+    set, an absent column as unset."""
+    if name not in refs.columns:
+        return np.zeros(refs.height, dtype=bool)
+    return refs[name].fill_null(True).to_numpy().astype(bool)
+
+
+#: General failure flags that a flagged reference centroid sets (LSST's SafeCentroidExtractor:
+#: each algorithm measures at the transformed centroid but sets its general flag).
+_CENTROID_DEPENDENT = ("psfFlux_flag", "gaussianFlux_flag", "localBackground_flag",
+                       "pixelFlags")
+
+
+def _propagate_reference_flags(out: dict[str, Any], refs: pl.DataFrame) -> None:
+    """Reference flags onto the forced columns, LSST's way: ``centroid_flag`` of the reference
+    sets ``centroid_flag`` and every algorithm's general flag (apertures included); its
+    ``shape_flag`` sets ``gaussianFlux_flag``."""
+    bad_centroid = _reference_flag(refs, "centroid_flag")
+    bad_shape = _reference_flag(refs, "shape_flag")
+    out["centroid_flag"] = np.asarray(out["centroid_flag"]) | bad_centroid
+    for name in list(out):
+        if name in _CENTROID_DEPENDENT or (name.startswith(("ap", "undeblended_"))
+                                           and name.endswith("_flag")):
+            out[name] = np.asarray(out[name]) | bad_centroid
+    if "gaussianFlux_flag" in out:
+        out["gaussianFlux_flag"] = out["gaussianFlux_flag"] | bad_shape
+
+
+def _magnitudes(flux: np.ndarray, flux_err: np.ndarray, calibrated: bool
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """AB magnitude and its error of nJy fluxes (NaN for flux <= 0 or uncalibrated tiles)."""
+    if not calibrated:
+        return np.full(flux.shape, np.nan), np.full(flux.shape, np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        positive = flux > 0
+        mag = np.where(positive, AB_NJY_ZEROPOINT - 2.5 * np.log10(flux), np.nan)
+        mag_err = np.where(positive, 2.5 / math.log(10) * flux_err / flux, np.nan)
+    return mag, mag_err
+
+
 def _measure(tile: Tile, refs: pl.DataFrame, x: np.ndarray, y: np.ndarray,
-             config: ForcedPhotConfig, deblend: Deblend | None, n_threads: int
-             ) -> dict[str, Any]:
+             config: ForcedPhotConfig, deblend: Deblend | None, n_threads: int,
+             ref_wcs: WCS | None = None) -> dict[str, Any]:
     n = x.size
     x0, y0 = tile.xy0
     calibrated = tile.flux_unit == "nJy"
@@ -193,6 +273,7 @@ def _measure(tile: Tile, refs: pl.DataFrame, x: np.ndarray, y: np.ndarray,
         "patch": pl.repeat(tile.patch, n, dtype=pl.Int64, eager=True),
         "coord_ra": refs["coord_ra"],
         "coord_dec": refs["coord_dec"],
+        **_reference_identity(refs),
         "centroid_x": x + x0,
         "centroid_y": y + y0,
         "centroid_flag": ~(np.isfinite(x) & np.isfinite(y)),
@@ -225,8 +306,11 @@ def _measure(tile: Tile, refs: pl.DataFrame, x: np.ndarray, y: np.ndarray,
     if "gaussian_flux" in plugins:
         shape_cols = ("shape_xx", "shape_yy", "shape_xy")
         if all(c in refs.columns for c in shape_cols):
-            sky = [refs[c].fill_null(np.nan).to_numpy().astype(np.float64) for c in shape_cols]
-            ixx, iyy, ixy = sky_moments_to_pixel(tile.wcs, x, y, *sky)
+            moments = [refs[c].fill_null(np.nan).to_numpy().astype(np.float64)
+                       for c in shape_cols]
+            ixx, iyy, ixy = ref_moments_to_tile(
+                ref_wcs, tile.wcs, refs["coord_ra"].to_numpy(), refs["coord_dec"].to_numpy(),
+                *moments)
         else:
             ixx = iyy = ixy = np.full(n, np.nan)
         res = _threaded(lambda sl: measure_gaussian_flux(
@@ -259,20 +343,32 @@ def _measure(tile: Tile, refs: pl.DataFrame, x: np.ndarray, y: np.ndarray,
             out["localBackground_flag_noPsf"] = np.ones(n, dtype=bool)
     if "pixel_flags" in plugins:
         out.update(_pixel_flag_columns(tile, x, y, config, fps))
+    if config.apply_ap_corr:
+        names = tuple(name for name, plugin in (("psfFlux", "psf_flux"),
+                                                ("gaussianFlux", "gaussian_flux"))
+                      if plugin in plugins)
+        out.update(apply_ap_corr(out, tile.ap_corr, out["centroid_x"], out["centroid_y"],
+                                 names))
+    _propagate_reference_flags(out, refs)
+    if "psf_flux" in plugins:
+        out["psfMag"], out["psfMagErr"] = _magnitudes(out["psfFlux"], out["psfFluxErr"],
+                                                      calibrated)
     return out
 
 
 #: PSF-flux columns that have an ``undeblended_`` copy.
 _UNDEBLENDED_PSF = ("psfFlux", "psfFluxErr", "psfFlux_flag", "psfFlux_flag_edge",
-                    "psfFlux_flag_noGoodPixels", "psfFlux_flag_noPsf")
+                    "psfFlux_flag_noGoodPixels", "psfFlux_flag_noPsf", "psfFlux_flag_noData")
 
 
 def _aperture_columns(tile: Tile, image: np.ndarray, x: np.ndarray, y: np.ndarray,
                       config: ForcedPhotConfig, own: Callable[[slice], Footprints | None],
                       n_threads: int) -> dict[str, Any]:
+    sinc = {"max_sinc_radius": config.max_sinc_radius} if config.aperture_method == "sinc" \
+        else {}
     res = _threaded(lambda sl: measure_apertures(
         image, tile.variance, x[sl], y[sl], config.aperture_radii, method=config.aperture_method,
-        subpixels=config.subpixels, footprints=own(sl)), x.size, n_threads)
+        subpixels=config.subpixels, footprints=own(sl), **sinc), x.size, n_threads)
     out: dict[str, Any] = {}
     for k, token in enumerate(config.aperture_names):
         out[f"ap{token}Flux"] = res.flux[:, k]
@@ -280,29 +376,18 @@ def _aperture_columns(tile: Tile, image: np.ndarray, x: np.ndarray, y: np.ndarra
         out[f"ap{token}Flux_flag"] = res.flag[:, k]
         out[f"ap{token}Flux_flag_apertureTruncated"] = res.truncated[:, k]
         out[f"ap{token}Flux_flag_noData"] = res.no_data[:, k]
+        out[f"ap{token}Flux_flag_sincCoeffsTruncated"] = res.sinc_truncated[:, k]
     return out
 
 
 def _pixel_flag_columns(tile: Tile, x: np.ndarray, y: np.ndarray, config: ForcedPhotConfig,
                         footprints: Footprints | None) -> dict[str, Any]:
-    """Mask bits in each source's footprint (its in-band footprint when deblended, else the
-    PSF model's box) and in its 3 x 3 centre."""
-    psf = tile.psf
-    half = psf.size // 2 if psf is not None else config.footprint_radius
-    mask = tile.mask if tile.mask is not None else np.zeros(tile.shape, dtype=np.uint32)
-    foot, cent, off = gather_mask_bits(mask, x, y, 1 if footprints is not None else half)
-    ny, nx = tile.shape
-    if footprints is not None:
-        foot = footprint_mask_bits(mask, footprints)
-        cut = footprints.clipped
-    else:
-        xi = np.floor(x + 0.5)
-        yi = np.floor(y + 0.5)
-        cut = (xi - half < 0) | (yi - half < 0) | (xi + half > nx - 1) | (yi + half > ny - 1)
-    flags = pixel_flags(foot, cent, off, tile.mask_planes)
-    # a footprint cut by the tile border is at the edge of the usable region
-    flags["pixelFlags_edge"] |= cut
-    return flags
+    """LSST's base_PixelFlags: mask bits in each source's footprint (its in-band footprint
+    when deblended, else the pixels within ``config.footprint_radius`` of the centroid) and in
+    its 3 x 3 centre."""
+    return pixel_flag_columns(tile.mask, tile.mask_planes, x, y,
+                              radius=float(config.footprint_radius), footprints=footprints,
+                              shape=tile.shape)
 
 
 def _psf_columns(tile: Tile, image: np.ndarray, x: np.ndarray, y: np.ndarray,
@@ -317,7 +402,8 @@ def _psf_columns(tile: Tile, image: np.ndarray, x: np.ndarray, y: np.ndarray,
             "psfFlux_npixels": np.zeros(n, dtype=np.int32),
             "psfFlux_flag": np.ones(n, dtype=bool), "psfFlux_flag_edge": np.zeros(n, dtype=bool),
             "psfFlux_flag_noGoodPixels": np.zeros(n, dtype=bool),
-            "psfFlux_flag_noPsf": np.ones(n, dtype=bool), "psfMag": nan, "psfMagErr": nan,
+            "psfFlux_flag_noPsf": np.ones(n, dtype=bool),
+            "psfFlux_flag_noData": np.zeros(n, dtype=bool), "psfMag": nan, "psfMagErr": nan,
         }
     index, weight = psf.weights(x, y)
     bits = tile.mask_bits(config.psf_bad_mask_planes)
@@ -325,16 +411,11 @@ def _psf_columns(tile: Tile, image: np.ndarray, x: np.ndarray, y: np.ndarray,
     res = _threaded(lambda sl: measure_psf_flux(
         image, tile.variance, tile.mask, x[sl], y[sl], psf.images, index[sl], weight[sl],
         bad_mask_bits=bits, footprints=own(sl), psf_coefficients=coeffs), n, n_threads)
-    if calibrated:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            positive = res.flux > 0
-            mag = np.where(positive, AB_NJY_ZEROPOINT - 2.5 * np.log10(res.flux), np.nan)
-            mag_err = np.where(positive, 2.5 / math.log(10) * res.flux_err / res.flux, np.nan)
-    else:
-        mag = mag_err = np.full(n, np.nan)
+    mag, mag_err = _magnitudes(res.flux, res.flux_err, calibrated)
     return {
         "psfFlux": res.flux, "psfFluxErr": res.flux_err, "psfFlux_area": res.area,
         "psfFlux_chi2": res.chi2, "psfFlux_npixels": res.npixels, "psfFlux_flag": res.flag,
         "psfFlux_flag_edge": res.flag_edge, "psfFlux_flag_noGoodPixels": res.flag_no_good_pixels,
-        "psfFlux_flag_noPsf": np.zeros(n, dtype=bool), "psfMag": mag, "psfMagErr": mag_err,
+        "psfFlux_flag_noPsf": np.zeros(n, dtype=bool), "psfFlux_flag_noData": res.flag_no_data,
+        "psfMag": mag, "psfMagErr": mag_err,
     }

@@ -18,6 +18,7 @@ from colphot._fs import is_local
 from colphot._identity import band_problem, parse_index
 from colphot._typing import PathLike, StorageOptions
 from colphot.exceptions import EstimatedVarianceWarning, TileFormatError
+from colphot.tile.ap_corr import ChebyshevField, read_ap_corr
 from colphot.tile.mask import mask_planes_from_header
 from colphot.tile.psf import PsfModel
 from colphot.tile.tile import Tile
@@ -32,6 +33,7 @@ def read_tile(
     url: PathLike,
     *,
     psf: np.ndarray | PathLike | None = None,
+    ap_corr: dict[str, ChebyshevField] | PathLike | None = None,
     storage_options: StorageOptions = None,
 ) -> Tile:
     """Read a coadd tile in afw "Exposure" layout (or a plain 2D FITS image).
@@ -44,6 +46,9 @@ def read_tile(
     psf
         A PSF image (2D, odd size) or a path to a FITS file whose first 2D HDU is one, for
         tiles that carry no ``PSF`` HDU. It is normalised to sum 1.
+    ap_corr
+        An aperture-correction map (:mod:`colphot.tile.ap_corr`) or a path to a FITS file
+        with an ``APCORR`` table HDU, for tiles that carry no ``APCORR`` HDU.
     storage_options
         fsspec options (``endpoint_url``, ``key``, ``anon``, ...) for remote URLs.
 
@@ -77,7 +82,7 @@ def read_tile(
                 raise FileNotFoundError(f"{name}: tile file not found") from err
         with opened as hdul:
             try:
-                return _tile_from_hdul(hdul, name, psf)
+                return _tile_from_hdul(hdul, name, psf, ap_corr)
             except VerifyError as err:  # a header card astropy cannot parse
                 raise TileFormatError(f"{name}: unparsable header card ({err})") from err
     except OSError as err:
@@ -165,7 +170,8 @@ def tile_identity(hdul: fits.HDUList, name: str, *, require_image: bool = True
             _identity(header, primary, ("PATCH",), int, where))
 
 
-def _tile_from_hdul(hdul: fits.HDUList, name: str, psf_arg: Any) -> Tile:
+def _tile_from_hdul(hdul: fits.HDUList, name: str, psf_arg: Any, ap_corr_arg: Any = None
+                    ) -> Tile:
     i_image, layout = _image_hdu(hdul, name)
     image_hdu = hdul[i_image]
     header = image_hdu.header
@@ -202,6 +208,12 @@ def _tile_from_hdul(hdul: fits.HDUList, name: str, psf_arg: Any) -> Tile:
             psf_model = _read_psf(hdul, i_psf, name)
     if psf_model is None and psf_arg is not None:
         psf_model = _psf_from_argument(psf_arg)
+    i_apcorr = _find_hdu(hdul, "APCORR")
+    if i_apcorr is not None:
+        where_ac = f"{name}[HDU {i_apcorr}] APCORR"
+        ap_corr = read_ap_corr(_hdu_data(hdul[i_apcorr], where_ac), where_ac)
+    else:
+        ap_corr = _ap_corr_from_argument(ap_corr_arg)
 
     if variance is None:
         variance = _estimate_variance(image, name)
@@ -228,7 +240,21 @@ def _tile_from_hdul(hdul: fits.HDUList, name: str, psf_arg: Any) -> Tile:
         flux_unit=unit,
         variance_estimated=estimated,
         uri=name,
+        ap_corr=ap_corr,
     )
+
+
+def _ap_corr_from_argument(ap_corr: Any) -> dict[str, ChebyshevField] | None:
+    """``read_tile``'s ``ap_corr``: a map as it is, or the ``APCORR`` HDU of a FITS file."""
+    if ap_corr is None or isinstance(ap_corr, dict):
+        return ap_corr
+    path = os.fspath(ap_corr)
+    with fits.open(path) as hdul:
+        i = _find_hdu(hdul, "APCORR")
+        if i is None:
+            raise TileFormatError(f"{path}: no APCORR HDU (EXTNAME or EXTTYPE 'APCORR')")
+        where = f"{path}[HDU {i}] APCORR"
+        return read_ap_corr(_hdu_data(hdul[i], where), where)
 
 
 def _hdu_data(hdu: Any, where: str) -> Any:

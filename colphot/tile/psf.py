@@ -3,17 +3,35 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
-__all__ = ["PsfModel", "bilinear_weights", "psf_moments_sigma"]
+from colphot.measure.adaptive_moments import adaptive_moments, determinant_radius
+
+__all__ = ["PsfModel", "bilinear_weights", "psf_adaptive_sigma", "psf_moments_sigma"]
+
+
+def psf_adaptive_sigma(images: np.ndarray) -> np.ndarray:
+    """Determinant radius ``(Ixx Iyy - Ixy^2)^(1/4)`` of the adaptive moments of PSF images,
+    pixels: LSST's ``psf.computeShape(position).getDeterminantRadius()``, the PSF sigma
+    LocalBackground sizes its annulus with.
+
+    ``images`` is ``(n, k, k)``, each centred on its middle pixel; the Gaussian weight stays
+    on that pixel (SdssShape's ``computeAdaptiveMoments`` on the kernel image, as
+    meas_algorithms' ``ImagePsf`` does). For a Gaussian PSF it is its sigma; unlike the
+    unweighted moments it is insensitive to the PSF's wings and to the stamp size.
+    """
+    return determinant_radius(*adaptive_moments(np.asarray(images, dtype=np.float64)))
 
 
 def psf_moments_sigma(images: np.ndarray) -> np.ndarray:
-    """Determinant radius ``(Ixx Iyy - Ixy^2)^(1/4)`` of PSF images, pixels.
+    """Determinant radius ``(Ixx Iyy - Ixy^2)^(1/4)`` of the unweighted moments of PSF
+    images, pixels.
 
     ``images`` is ``(n, k, k)``, each centred on its middle pixel; the result is ``(n,)``
-    (for a Gaussian PSF, its sigma).
+    (for a Gaussian PSF, its sigma). Sensitive to the wings and the stamp size; colphot's
+    annulus uses :func:`psf_adaptive_sigma`, as LSST does.
     """
     n, k, _ = images.shape
     c = (k - 1) / 2.0
@@ -61,7 +79,12 @@ class PsfModel:
         n = images.shape[0]
         self.grid_x = np.broadcast_to(np.asarray(self.grid_x, dtype=np.float64), (n,)).copy()
         self.grid_y = np.broadcast_to(np.asarray(self.grid_y, dtype=np.float64), (n,)).copy()
-        self.sigmas = psf_moments_sigma(self.images)
+
+    @cached_property
+    def sigmas(self) -> np.ndarray:
+        """``(n,)`` adaptive-moment sigma (determinant radius, pixels) of each sampled image:
+        :func:`psf_adaptive_sigma`, computed on first use."""
+        return psf_adaptive_sigma(self.images)
 
     @classmethod
     def constant(cls, image: np.ndarray) -> PsfModel:
@@ -102,7 +125,8 @@ class PsfModel:
         return index, weight
 
     def sigma_at(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """Gaussian-equivalent sigma of the PSF at array positions ``(x, y)``, pixels."""
+        """Adaptive-moment sigma (determinant radius) of the PSF at array positions ``(x, y)``,
+        pixels: the sampled images' sigmas interpolated with :meth:`weights`."""
         index, weight = self.weights(x, y)
         return (self.sigmas[index] * weight).sum(axis=1)
 

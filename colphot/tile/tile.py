@@ -10,6 +10,7 @@ from astropy.wcs import WCS
 
 from colphot._arrays import as_mask, as_plane
 from colphot._identity import band_problem, parse_index
+from colphot.tile.ap_corr import ChebyshevField
 from colphot.tile.psf import PsfModel
 
 __all__ = ["Tile"]
@@ -46,6 +47,10 @@ class Tile:
         True when the variance was estimated from the image rather than read.
     uri
         Where the tile was read from.
+    ap_corr
+        Aperture-correction map (:mod:`colphot.tile.ap_corr`): LSST field name
+        (``base_PsfFlux_instFlux``, ...) -> :class:`~colphot.tile.ap_corr.ChebyshevField` over
+        parent-frame pixels; ``None`` when the tile has none.
     """
 
     image: np.ndarray
@@ -62,6 +67,7 @@ class Tile:
     flux_unit: str = "nJy"
     variance_estimated: bool = False
     uri: str | None = None
+    ap_corr: dict[str, ChebyshevField] | None = None
 
     def __post_init__(self) -> None:
         """Check every field and normalise the planes (C order, native byte order, float32 or
@@ -102,6 +108,12 @@ class Tile:
                 raise ValueError(f"mask_planes: {plane!r} -> {bit!r} is not a name and a bit "
                                  f"number in [0, {bits})")
         self.mask_planes = planes
+        if self.ap_corr is not None:
+            bad = {k: type(v).__name__ for k, v in dict(self.ap_corr).items()
+                   if not isinstance(k, str) or not isinstance(v, ChebyshevField)}
+            if bad:
+                raise TypeError(f"ap_corr: expected field names -> ChebyshevField, got {bad}")
+            self.ap_corr = dict(self.ap_corr)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -131,4 +143,5 @@ class Tile:
             "variance_estimated": self.variance_estimated,
             "has_psf": self.psf is not None,
             "has_mask": self.mask is not None,
+            "ap_corr": sorted(self.ap_corr) if self.ap_corr is not None else None,
         }

@@ -11,6 +11,7 @@ from astropy.io import fits
 
 from colphot._fs import put_url
 from colphot._typing import PathLike, StorageOptions
+from colphot.tile.ap_corr import ChebyshevField, ap_corr_hdu
 
 if TYPE_CHECKING:
     from astropy.wcs import WCS
@@ -40,6 +41,7 @@ def write_tile(
     xy0: tuple[int, int] = (0, 0),
     bunit: str | None = None,
     magzero: float | None = None,
+    ap_corr: Mapping[str, ChebyshevField] | None = None,
     storage_options: StorageOptions = None,
 ) -> None:
     """Write a tile as a multi-extension FITS file that :func:`colphot.read_tile` reads back.
@@ -82,6 +84,9 @@ def write_tile(
     magzero
         AB magnitude of one pixel count, written as ``MAGZERO``: a value ``c`` is
         ``c * 10**(-0.4 * (magzero - 31.4))`` nJy. At most one of ``bunit``/``magzero``.
+    ap_corr
+        Aperture-correction map written as an ``APCORR`` table HDU
+        (:mod:`colphot.tile.ap_corr`); ``None`` for none.
     storage_options
         fsspec options for remote URLs.
 
@@ -122,6 +127,8 @@ def write_tile(
                        "VARIANCE"))
     if psf_images is not None:
         hdus.extend(_psf_hdus(psf_images, psf_grid))
+    if ap_corr is not None:
+        hdus.append(ap_corr_hdu(ap_corr))
     buffer = io.BytesIO()
     fits.HDUList(hdus).writeto(buffer)
     put_url(path, buffer.getvalue(), storage_options)

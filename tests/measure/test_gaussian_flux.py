@@ -66,12 +66,18 @@ def test_bad_shape_flagged_nan(ixx, iyy, ixy):
     assert res.flag_bad_shape[0] and res.flag[0]
 
 
-def test_window_off_the_tile_sets_general_flag_only(sim):
+def test_window_cut_by_the_edge_is_measured_unflagged(sim):
+    """meas_base clips the window to the image and sets no flag (LSST's behaviour)."""
     image = sim.render(SHAPE, [3.0], [50.0], [1000.0], profile=sim.gaussian2d, ixx=4.0,
                        iyy=4.0)
     res = _one(image, np.ones(SHAPE), [3.0, 50.0], [50.0, 50.0], 4.0, 4.0, 0.0)
-    assert res.flag[0] and not res.flag_bad_shape[0]
-    assert np.isfinite(res.flux[0])
+    assert not res.flag[0] and not res.flag_bad_shape[0]
+    # the weight's pixels left of column 0 are missing: 2 sum(w D) over the rest
+    yy, xx = np.mgrid[0:SHAPE[0], 0:SHAPE[1]]
+    q = ((xx - 3.0) ** 2 + (yy - 50.0) ** 2) / 4.0
+    want = 2 * np.sum(np.where(q <= 14, np.exp(-0.5 * q) * image, 0.0))
+    assert res.flux[0] == pytest.approx(want, rel=1e-9)
+    assert res.flux[0] < 0.999 * 1000.0
     assert not res.flag[1]
 
 
@@ -83,16 +89,22 @@ def test_nonfinite_pixel_sets_general_flag():
     assert not res.flag[1]
 
 
-def test_forced_gaussian_flux_with_sky_shapes_on_rotated_wcs(sim):
-    """Reference shapes in arcsec^2 (east, north) through a rotated, flipped CD matrix."""
+def test_forced_gaussian_flux_with_reference_pixel_shapes_on_rotated_wcs(sim):
+    """Reference shapes in pixels² of a reference (tract) WCS, as Rubin's Object table has
+    them, measured on a tile whose WCS is rotated, flipped and of another scale: LSST's
+    TransformedShape through ref_wcs."""
     theta = np.radians(35.0)
     s = 0.25 / 3600.0
     cd = s * np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
     shape = (160, 160)
     wcs = sim.tan_wcs(shape, cd=cd, ra0=35.0, dec0=-20.0)
-    q_pix = np.array([[7.0, 2.0], [2.0, 3.5]])        # source moments in pixels^2
-    j = cd * 3600.0                                    # pixel offset -> (east, north) arcsec
+    ref_cd = np.array([[-0.2, 0.0], [0.0, 0.2]]) / 3600.0
+    ref_wcs = sim.tan_wcs((400, 400), cd=ref_cd, ra0=35.0, dec0=-20.0)
+    q_pix = np.array([[7.0, 2.0], [2.0, 3.5]])        # source moments in tile pixels^2
+    j = cd * 3600.0                                    # tile pixel -> (east, north) arcsec
+    a = ref_cd * 3600.0                                # reference pixel -> arcsec
     q_sky = j @ q_pix @ j.T
+    q_ref = np.linalg.inv(a) @ q_sky @ np.linalg.inv(a).T
     x = np.array([50.2, 110.7])
     y = np.array([60.4, 100.1])
     flux = np.array([2000.0, 7000.0])
@@ -102,12 +114,18 @@ def test_forced_gaussian_flux_with_sky_shapes_on_rotated_wcs(sim):
 
     tile = Tile(image=image.astype(np.float32), mask=None,
                 variance=np.ones(shape, dtype=np.float32), wcs=wcs, psf=None, band="g")
-    refs = sim.refs_at(wcs, x, y, shape_xx=np.full(2, q_sky[0, 0]),
-                       shape_yy=np.full(2, q_sky[1, 1]), shape_xy=np.full(2, q_sky[0, 1]))
     cfg = colphot.ForcedPhotConfig(plugins=("gaussian_flux",))
-    df = colphot.forced_photometry(tile, refs, cfg)
+    refs = sim.refs_at(wcs, x, y, shape_xx=np.full(2, q_ref[0, 0]),
+                       shape_yy=np.full(2, q_ref[1, 1]), shape_xy=np.full(2, q_ref[0, 1]))
+    df = colphot.forced_photometry(tile, refs, cfg, ref_wcs=ref_wcs)
+    # a weight equal to the source's moments returns F sqrt(det Q) / sqrt(det 2Q) * 2 = F
     np.testing.assert_allclose(df["gaussianFlux"].to_numpy(), flux, rtol=1e-3)
     assert not df["gaussianFlux_flag"].any()
+    # shapes already in the tile's pixels need no ref_wcs (the default: the tile's own)
+    refs = sim.refs_at(wcs, x, y, shape_xx=np.full(2, q_pix[0, 0]),
+                       shape_yy=np.full(2, q_pix[1, 1]), shape_xy=np.full(2, q_pix[0, 1]))
+    df = colphot.forced_photometry(tile, refs, cfg)
+    np.testing.assert_allclose(df["gaussianFlux"].to_numpy(), flux, rtol=1e-3)
 
 
 def test_forced_without_shapes_flags_bad_shape(sim_tile):

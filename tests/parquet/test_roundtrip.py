@@ -16,6 +16,8 @@ from astropy.table import Table
 import colphot
 from colphot.config import DEFAULT_RADII, ForcedPhotConfig
 from colphot.exceptions import SchemaError
+from colphot.measure.aperture import MAX_SINC_RADIUS
+from colphot.table.schema import _APERTURE_HOW
 
 PARTITIONS = ("band", "tract", "patch")
 
@@ -34,9 +36,13 @@ def yaml_columns(sim):
     for col in data["columns"]:
         if "{ap}" in col["name"]:
             for r in DEFAULT_RADII:
+                sinc = r <= MAX_SINC_RADIUS  # the default method is LSST's sinc
+                if col.get("radii") == "sinc" and not sinc:
+                    continue
                 t = _token(r)
-                out[col["name"].format(ap=t)] = dict(
-                    col, description=col["description"].format(ap=t, radius=f"{r:g}"))
+                how, how_err = _APERTURE_HOW["sinc" if sinc else "center"]
+                out[col["name"].format(ap=t)] = dict(col, description=col["description"].format(
+                    ap=t, radius=f"{r:g}", how=how, how_err=how_err))
         else:
             out[col["name"]] = col
     return data["version"], out
@@ -192,7 +198,8 @@ def test_custom_config_recorded(sim, tmp_path):
     assert ForcedPhotConfig.from_dict(meta["config"]) == cfg
     assert "ap02p5Flux" in schema.names and "ap07Flux" in schema.names
     assert schema.field("ap02p5Flux").metadata[b"description"].decode().startswith(
-        "Sum of pixel values in a circular aperture of radius 2.5 pixels")
+        "Flux in a circular aperture of radius 2.5 pixels, the sum of pixel values weighted by "
+        "the fraction of n x n sub-pixel samples")
 
 
 def test_dataset_of_empty_tiles_opens_empty(sim, tmp_path):

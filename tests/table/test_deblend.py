@@ -289,16 +289,18 @@ def test_pixel_flags_use_the_footprint(scene):
     mask = np.zeros(tile.shape, np.uint32)
     x, y = scene["x"], scene["y"]
     sat = 1 << tile.mask_planes["SAT"]
-    # a saturated pixel 15 px from source 10: outside its 9 px footprint, inside the PSF box
-    mask[int(round(y[10])), int(round(x[10])) + 15] = sat
-    # and one 5 px from source 11, inside its footprint
-    mask[int(round(y[11])) + 5, int(round(x[11]))] = sat
+    # a saturated pixel 7 px from source 10: inside its 9 px footprint, outside the 5 px
+    # circle that stands in for a footprint without an in-band catalog
+    mask[int(round(y[10])), int(round(x[10])) + 7] = sat
+    # one 3 px from source 11, inside both; one 15 px from source 12, outside both
+    mask[int(round(y[11])) + 3, int(round(x[11]))] = sat
+    mask[int(round(y[12])), int(round(x[12])) - 15] = sat
     t = dataclasses.replace(tile, mask=mask)
     deb = colphot.forced_photometry(t, refs, in_band=ib)
     plain = colphot.forced_photometry(t, refs)
-    assert plain["pixelFlags_saturated"][10] and not deb["pixelFlags_saturated"][10]
+    assert deb["pixelFlags_saturated"][10] and not plain["pixelFlags_saturated"][10]
     assert deb["pixelFlags_saturated"][11] and plain["pixelFlags_saturated"][11]
-    assert deb["pixelFlags_saturated"].sum() == 1
+    assert not deb["pixelFlags_saturated"][12] and not plain["pixelFlags_saturated"][12]
 
 
 # --------------------------------------------------------------------------------------------

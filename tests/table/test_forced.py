@@ -95,7 +95,9 @@ def test_edge_sources_flagged_not_dropped(sim_tile):
     assert edge.height == 2
     assert edge["psfFlux_flag_edge"].all() and edge["psfFlux_flag"].all()
     assert edge["psfFlux"].is_finite().all()
-    assert edge["pixelFlags_edge"].all()
+    # meas_base: pixelFlags_edge comes from the EDGE mask plane (or a centre off the image),
+    # not from a footprint crossing the border
+    assert not edge["pixelFlags_edge"].any() and not edge["pixelFlags_offimage"].any()
     assert edge["ap03Flux_flag_apertureTruncated"].to_list() == [True, False]
     assert edge["ap04p5Flux_flag_apertureTruncated"].all()
     inner = df.filter(pl.col("objectId") < 5000)
@@ -138,12 +140,12 @@ def test_tile_without_psf_warns_and_flags(sim):
     assert not df["psfFlux_flag_edge"].any()
     # the other algorithms still measure
     assert df["ap12Flux"].is_finite().all()
-    # without a PSF the footprint is the config's box: +-footprint_radius pixels
+    # the footprint is the config's circle of footprint_radius pixels, PSF or not
     tile = s.tile
     xi = int(np.floor(s.x[4] + 0.5))
     yi = int(np.floor(s.y[4] + 0.5))
-    tile.mask[yi + 5, xi] = 1 << 1
-    tile.mask[yi, xi + 9] = 1 << 3
+    tile.mask[yi + 4, xi] = 1 << 1  # 4 +- 0.5 px from the centroid: inside
+    tile.mask[yi + 4, xi + 4] = 1 << 3  # 5.66 +- 0.7 px: outside
     with pytest.warns(NoPsfWarning):
         df = colphot.forced_photometry(tile, s.refs, ForcedPhotConfig(footprint_radius=5))
     assert df["pixelFlags_saturated"].to_list() == [i == 4 for i in range(9)]
