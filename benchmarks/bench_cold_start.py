@@ -14,7 +14,10 @@ before/after). Printed side by side:
   ``aperture_photometry``), and ``second tile`` for the next tile in the same process;
 - the same for colphot after ``colphot warmup`` filled the cache (its own time printed), and
   with the cache left by an earlier process (what every later process on the machine sees);
-- ``colphot demo`` and ``colphot run --workers 2`` (worker processes) on the demo survey.
+- ``colphot demo`` and ``colphot run --workers 2`` (worker processes) on the demo survey;
+- the same first tile and demo from a wheel of the checkout (``pip wheel``, which compiles the
+  kernels for this machine into the package: setup.py), installed into a fresh folder, again
+  with an empty ``NUMBA_CACHE_DIR``; and the time ``pip wheel`` took (``--no-wheel`` skips).
 """
 
 from __future__ import annotations
@@ -89,12 +92,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repo", default=str(Path(__file__).resolve().parents[1]),
                         help="colphot checkout to measure (default: this one)")
+    parser.add_argument("--no-wheel", action="store_true",
+                        help="skip the rows of a wheel install (building it takes minutes)")
     args = parser.parse_args()
     repo = str(Path(args.repo).resolve())
     work = Path(tempfile.mkdtemp(prefix="colphot-cold-"))
 
-    def env(cache: str | None = None, **extra: str) -> dict[str, str]:
-        e = dict(os.environ, PYTHONPATH=repo, **extra)
+    def env(cache: str | None = None, root: str = repo, **extra: str) -> dict[str, str]:
+        e = dict(os.environ, PYTHONPATH=root, **extra)
         e["NUMBA_CACHE_DIR"] = cache or tempfile.mkdtemp(dir=work, prefix="numba-")
         return e
 
@@ -142,6 +147,23 @@ def main() -> None:
             run_python(["-m", "colphot.cli", *cmd], env(cache), work)
         t, _ = run_python(["-m", "colphot.cli", *cmd], env(cache), work)
         rows.append((label, "", f"{t:.2f} (whole command)", ""))
+
+    if not args.no_wheel:
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "pip", "wheel", repo, "--no-deps", "-q", "-w",
+                        str(work / "wheel")], check=True, cwd=work)
+        built = time.perf_counter() - t
+        rows.append(("pip wheel (compiles the kernels)", "", f"{built:.2f} (whole command)", ""))
+        wheel = next((work / "wheel").glob("colphot-*.whl"))
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target",
+                        str(work / "site"), str(wheel)], check=True, cwd=work)
+        site = str(work / "site")
+        tile_row("colphot wheel install, empty cache", "colphot", env(root=site))
+        cache = tempfile.mkdtemp(dir=work, prefix="numba-")
+        t, _ = run_python(["-m", "colphot.cli", "demo", "--out", str(work / "demo-wheel")],
+                          env(cache, root=site), work)
+        rows.append(("colphot demo, wheel install, empty cache", "", f"{t:.2f} (whole command)",
+                     ""))
 
     probe = "import colphot; print(colphot.__file__)"
     where = run_python(["-c", probe], env(), work)[1].strip()

@@ -43,8 +43,11 @@ print(json.dumps({"rows": df.height, "stats": stats}))
 
 
 def _env(**values: str | None) -> dict[str, str]:
+    """The environment of a fresh process: no numba settings and, unless asked for, no
+    prebuilt kernels (an installed wheel has them: these tests are about compiling)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_")}
     env.pop("COLPHOT_WARMUP", None)
+    env["COLPHOT_PREBUILT"] = "0"
     for key, value in values.items():
         if value is None:
             env.pop(key, None)
@@ -80,6 +83,41 @@ def test_warmup_compiles_once_and_later_processes_compile_nothing(tmp_path):
             assert "_meanclip" in used
         compiled = {name: s[0] for name, s in used.items() if s[0] > 0}
         assert not compiled, f"{mode}: compiled after the warm-up: {compiled}"
+
+
+def _package_copy(root: Path) -> Path:
+    """``root/colphot``: the package as an install lays it out (catalogs inside), no caches."""
+    shutil.copytree(REPO / "colphot", root / "colphot",
+                    ignore=shutil.ignore_patterns("__pycache__", "_prebuilt"))
+    shutil.copytree(REPO / "catalogs", root / "colphot" / "catalogs")
+    return root
+
+
+@pytest.mark.slow
+def test_prebuilt_kernels_serve_a_fresh_install_with_an_empty_cache(tmp_path):
+    """What ``pip install .`` does (setup.py's build hook): prebuild compiles the kernels into
+    the package being built; a new process of that install, with an empty NUMBA_CACHE_DIR as on
+    a fresh machine, measures a tile, plain and deblended, compiling nothing: the kernels are
+    copied from the package into the cache and loaded."""
+    from colphot._warmup import prebuild
+
+    build_lib = _package_copy(tmp_path / "build")
+    seconds, n_files = prebuild(str(build_lib), n_jobs=2)
+    prebuilt = build_lib / "colphot" / "measure" / "_prebuilt"
+    assert n_files == len(list(prebuilt.iterdir())) > 10
+    site = tmp_path / "site"  # the install: a copy elsewhere (the cache must not be path-bound)
+    shutil.copytree(build_lib, site)
+    for mode in ("plain", "deblended"):
+        cache = tmp_path / f"cache-{mode}"
+        env = _env(PYTHONPATH=str(site), NUMBA_CACHE_DIR=str(cache), COLPHOT_PREBUILT="1")
+        out = _python(["-c", MEASURE, mode], env, tmp_path)
+        assert out.returncode == 0, out.stderr[-3000:]
+        result = json.loads(out.stdout.strip().splitlines()[-1])
+        used = {name: s for name, s in result["stats"].items() if sum(s) > 0}
+        assert "_psf_flux_kernel" in used and "sinc_apertures" in used
+        compiled = {name: s[0] for name, s in used.items() if s[0] > 0}
+        assert not compiled, f"{mode}: compiled despite the prebuilt kernels: {compiled}"
+        assert any(cache.rglob("*.nbi"))  # seeded, where numba looks
 
 
 def test_read_only_install_without_a_writable_home_still_imports_and_caches(tmp_path):

@@ -36,7 +36,8 @@ def test_reference_centroid_and_shape_flags(sim_tile):
         np.testing.assert_array_equal(a[col].to_numpy(), b[col].to_numpy())
     assert not a["centroid_flag"].any()
     np.testing.assert_array_equal(b["centroid_flag"].to_numpy(), bad_centroid)
-    for flag in ("psfFlux_flag", "localBackground_flag", "ap03Flux_flag", "ap70Flux_flag"):
+    for flag in ("psfFlux_flag", "localBackground_flag", "ap03Flux_flag", "ap70Flux_flag",
+                 "pixelFlags"):
         np.testing.assert_array_equal(b[flag].to_numpy(), a[flag].to_numpy() | bad_centroid)
     np.testing.assert_array_equal(b["gaussianFlux_flag"].to_numpy(),
                                   a["gaussianFlux_flag"].to_numpy() | bad_centroid | bad_shape)
