@@ -170,7 +170,7 @@ def build(size: int, n: int):
     ra, dec = wcs.pixel_to_world_values(x, y)
     ids = np.arange(1, x.size + 1, dtype=np.int64)
     refs = pl.DataFrame({"id": ids, "coord_ra": ra, "coord_dec": dec,
-                         "shape_xx": np.full(x.size, 0.15), "shape_yy": np.full(x.size, 0.15),
+                         "shape_xx": np.full(x.size, 3.75), "shape_yy": np.full(x.size, 3.75),
                          "shape_xy": np.zeros(x.size)})
     tile = Tile(image=image, mask=np.zeros(image.shape, dtype=np.uint32), variance=variance,
                 wcs=wcs, psf=PsfModel.constant(psf), band="r", tract=0, patch=0,

@@ -234,7 +234,7 @@ def _tile_and_refs(image, variance, psf, x, y):
     n = x.size
     refs = pl.DataFrame({
         "id": np.arange(n, dtype=np.int64), "coord_ra": ra, "coord_dec": dec,
-        "shape_xx": np.full(n, 0.15), "shape_yy": np.full(n, 0.15), "shape_xy": np.zeros(n),
+        "shape_xx": np.full(n, 3.75), "shape_yy": np.full(n, 3.75), "shape_xy": np.zeros(n),
     })
     mask = np.zeros(image.shape, dtype=np.uint32)
     tile = Tile(image=image, mask=mask, variance=variance, wcs=wcs, psf=PsfModel.constant(psf),

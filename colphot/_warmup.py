@@ -157,10 +157,14 @@ def prebuild(build_lib: str, n_jobs: int = 2) -> tuple[float, int]:
     t0 = time.perf_counter()
     build_lib = os.path.abspath(build_lib)
     out = os.path.join(build_lib, "colphot", "measure", "_prebuilt")
+    shutil.rmtree(out, ignore_errors=True)  # a reused build folder: no stale kernels
     with tempfile.TemporaryDirectory(prefix="colphot-prebuild-") as d:
         cache = os.path.join(d, "cache")
         env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_")}
-        env.update(NUMBA_CACHE_DIR=cache, PYTHONPATH=build_lib, COLPHOT_WARMUP="0",
+        # build_lib first; pip's build isolation reaches its build requirements through the
+        # PYTHONPATH it set (a sitecustomize), which must stay
+        path = os.pathsep.join(p for p in (build_lib, os.environ.get("PYTHONPATH")) if p)
+        env.update(NUMBA_CACHE_DIR=cache, PYTHONPATH=path, COLPHOT_WARMUP="0",
                    COLPHOT_PREBUILT="0")
         subprocess.run([sys.executable, "-c",
                         f"from colphot._warmup import warm_up; warm_up({int(n_jobs)})"],

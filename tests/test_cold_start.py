@@ -107,8 +107,18 @@ def test_prebuilt_kernels_serve_a_fresh_install_with_an_empty_cache(tmp_path):
     assert n_files == len(list(prebuilt.iterdir())) > 10
     site = tmp_path / "site"  # the install: a copy elsewhere (the cache must not be path-bound)
     shutil.copytree(build_lib, site)
+    from numba.core.caching import _CacheLocator
+
     for mode in ("plain", "deblended"):
         cache = tmp_path / f"cache-{mode}"
+        if mode == "deblended":
+            # an older install's index left where numba looks: replaced, not trusted
+            where = cache / _CacheLocator.get_suitable_cache_subpath(
+                str(site / "colphot" / "measure" / "__init__.py"))
+            where.mkdir(parents=True)
+            stale = next(n.name for n in prebuilt.iterdir() if "_psf_flux_kernel" in n.name
+                         and n.suffix == ".nbi")
+            (where / stale).write_bytes(b"not an index")
         env = _env(PYTHONPATH=str(site), NUMBA_CACHE_DIR=str(cache), COLPHOT_PREBUILT="1")
         out = _python(["-c", MEASURE, mode], env, tmp_path)
         assert out.returncode == 0, out.stderr[-3000:]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import shutil
 import tempfile
 
@@ -33,31 +34,47 @@ def _ensure_cache_location() -> None:
         numba.config.CACHE_DIR = os.path.join(tempfile.gettempdir(), f"colphot-numba-{uid}")
 
 
+def _index_key(path: str) -> object:
+    """numba's version and source stamp recorded in a cache index (``None`` if unreadable)."""
+    try:
+        with open(path, "rb") as f:
+            version = pickle.load(f)
+            stamp = pickle.loads(f.read())[0]
+        return version, stamp
+    except Exception:  # noqa: BLE001 -- any unreadable index is as good as none
+        return None
+
+
 def _seed_cache() -> None:
     """Copy the prebuilt kernels (:data:`PREBUILT`) into the folder numba caches this
     package's kernels in (beside the sources, ``NUMBA_CACHE_DIR``, the user cache or the
-    temporary fallback), where they are not there yet.
+    temporary fallback).
 
-    A cache file that already exists is kept (it may hold more specialisations than the
-    prebuilt one). numba checks each index against the sources' content hash, its own version
-    and the CPU, so files built for another machine or release are ignored and the kernels
-    compile as without them. Data files are copied before indices, each by an atomic rename, so
-    that a process starting at the same time never sees an index without its data.
-    ``COLPHOT_PREBUILT=0`` turns the copy off.
+    Kernel by kernel: an index already there for the same sources and numba is kept (it may
+    hold more specialisations than the prebuilt one); a missing, unreadable or stale one (an
+    older install's) is replaced with the prebuilt index and its data files, data first, each
+    by an atomic rename, so that a process starting at the same time never sees an index
+    without its data. numba still checks every index against the sources' content hash, its
+    version and the CPU, so files built for another machine or release are ignored and the
+    kernels compile as without them. ``COLPHOT_PREBUILT=0`` turns the copy off.
     """
     if os.environ.get("COLPHOT_PREBUILT", "1") == "0" or not os.path.isdir(PREBUILT):
         return
     try:
         target = numba.njit(cache=True)(_probe)._cache._cache_path
-        names = sorted(os.listdir(PREBUILT), key=lambda n: (n.endswith(".nbi"), n))
+        names = os.listdir(PREBUILT)
         os.makedirs(target, exist_ok=True)
-        for name in names:
-            dst = os.path.join(target, name)
-            if os.path.exists(dst):
+        for index in (n for n in names if n.endswith(".nbi")):
+            here = os.path.join(target, index)
+            key = _index_key(os.path.join(PREBUILT, index))
+            if key is None or (os.path.exists(here) and _index_key(here) == key):
                 continue
-            tmp = f"{dst}.{os.getpid()}.tmp"
-            shutil.copyfile(os.path.join(PREBUILT, name), tmp)
-            os.replace(tmp, dst)
+            stem = index[:-len("nbi")]
+            for name in [n for n in names if n.startswith(stem) and n.endswith(".nbc")] + [index]:
+                fd, tmp = tempfile.mkstemp(dir=target, prefix=f".{name}.")
+                os.close(fd)
+                shutil.copyfile(os.path.join(PREBUILT, name), tmp)
+                os.replace(tmp, os.path.join(target, name))
     except (AttributeError, OSError, RuntimeError):
         return  # numba's internals moved, or nowhere to write: the kernels compile on use
 

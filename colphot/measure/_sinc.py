@@ -216,13 +216,14 @@ def shifted_sinc_coefficients(radius: float, x: float, y: float) -> tuple[np.nda
 @njit(cache=True, nogil=True)
 def _aperture_off_image(x, y, r, nx, ny):
     """True when the aperture's integer pixel box (``Box2I(ellipse.computeBBox(), EXPAND)``:
-    pixels ``ceil(min - 0.5) .. floor(max + 0.5)``) is not on the image."""
+    pixels ``floor(min + 0.5) .. ceil(max + 0.5) - 1``, every pixel the box overlaps) is not
+    on the image."""
     x_min = x - r
     y_min = y - r
     x_max = x_min + 2.0 * r
     y_max = y_min + 2.0 * r
-    return (math.ceil(x_min - 0.5) < 0 or math.floor(x_max + 0.5) > nx - 1
-            or math.ceil(y_min - 0.5) < 0 or math.floor(y_max + 0.5) > ny - 1)
+    return (math.floor(x_min + 0.5) < 0 or math.ceil(x_max + 0.5) - 1 > nx - 1
+            or math.floor(y_min + 0.5) < 0 or math.ceil(y_max + 0.5) - 1 > ny - 1)
 
 
 #: LLVM fast-math flags of the sums: reassociation only (vectorised dot products); NaN and

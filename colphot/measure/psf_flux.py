@@ -329,9 +329,10 @@ def _psf_flux_kernel(image, variance, mask, badbits, xs, ys, coeffs, index, weig
             spp = sums[1]
             f = sums[2] / spp
             e = math.sqrt(sums[3]) / spp
+            out_a[s] = sums[0] * sums[0] / spp  # LSST records area and npixels first
+            out_n[s] = k * k
             if not (math.isfinite(f) and math.isfinite(e)):
                 nodata[s] = True  # LSST: PixelValueError
-                out_n[s] = k * k
                 continue
             chi2 = 0.0
             for i in range(k):
@@ -343,9 +344,7 @@ def _psf_flux_kernel(image, variance, mask, badbits, xs, ys, coeffs, index, weig
                     chi2 += r * r / np.float64(vrow[x0 + j])
             out_f[s] = f
             out_e[s] = e
-            out_a[s] = sums[0] * sums[0] / spp
             out_c[s] = chi2
-            out_n[s] = k * k
             continue
         if not on_tile:
             edge[s] = True
@@ -387,6 +386,7 @@ def _psf_flux_kernel(image, variance, mask, badbits, xs, ys, coeffs, index, weig
             nogood[s] = True
             continue
         out_n[s] = np.int32(npix)
+        out_a[s] = sp * sp / spp
         f = spd / spp
         e = math.sqrt(sppv) / spp
         if not (math.isfinite(f) and math.isfinite(e)):
@@ -399,5 +399,4 @@ def _psf_flux_kernel(image, variance, mask, badbits, xs, ys, coeffs, index, weig
                 chi2 += r * r * giv[i, j]
         out_f[s] = f
         out_e[s] = e
-        out_a[s] = sp * sp / spp
         out_c[s] = chi2

@@ -118,7 +118,7 @@ def forced_photometry(
     config = config or ForcedPhotConfig()
     if not isinstance(n_threads, int) or n_threads < 1:
         raise ValueError(f"n_threads: expected an integer >= 1, got {n_threads!r}")
-    refs = validate_references(refs)
+    refs = _with_n_child(validate_references(refs))
     kept, x, y = on_tile(refs, tile.wcs, tile.shape)
     order = spatial_order(x, y, strip=strip_height(config))
     kept = kept[order]
@@ -194,6 +194,18 @@ def _threaded(fn: Callable[[slice], Any], n: int, n_threads: int) -> Any:
                           for f in dataclasses.fields(first)})
 
 
+def _with_n_child(refs: pl.DataFrame) -> pl.DataFrame:
+    """``refs`` with ``deblend_nChild`` counted from ``parent`` over the whole catalog given
+    (before the selection of the tile's references, so that a parent whose children straddle
+    the tile edge keeps its count) when the catalog has no such column."""
+    if "deblend_nChild" in refs.columns or "parent" not in refs.columns:
+        return refs
+    counts = refs.filter(pl.col("parent").fill_null(0) != 0).group_by("parent").len()
+    n_child = refs.select("id").join(counts.rename({"parent": "id"}), on="id", how="left",
+                                     maintain_order="left")["len"].fill_null(0)
+    return refs.with_columns(deblend_nChild=n_child.cast(pl.Int32))
+
+
 def _reference_identity(refs: pl.DataFrame) -> dict[str, Any]:
     """``refBand``, ``detect_isPrimary`` and ``deblend_nChild`` carried from the references
     (``deblend_nChild`` counted from ``parent`` when the catalog has no such column)."""
@@ -206,12 +218,7 @@ def _reference_identity(refs: pl.DataFrame) -> dict[str, Any]:
         else pl.repeat(None, n, dtype=pl.Boolean, eager=True),
     }
     if "deblend_nChild" in refs.columns:
-        out["deblend_nChild"] = refs["deblend_nChild"].cast(pl.Int32)
-    elif "parent" in refs.columns:
-        counts = refs.filter(pl.col("parent").fill_null(0) != 0).group_by("parent").len()
-        out["deblend_nChild"] = refs.select("id").join(
-            counts.rename({"parent": "id"}), on="id", how="left", maintain_order="left"
-        )["len"].fill_null(0).cast(pl.Int32)
+        out["deblend_nChild"] = refs["deblend_nChild"].fill_null(0).cast(pl.Int32)
     else:
         out["deblend_nChild"] = np.zeros(n, dtype=np.int32)
     return out
@@ -227,8 +234,8 @@ def _reference_flag(refs: pl.DataFrame, name: str) -> np.ndarray:
 
 #: General failure flags that a flagged reference centroid sets (LSST's SafeCentroidExtractor:
 #: each algorithm measures at the transformed centroid but sets its general flag).
-_CENTROID_DEPENDENT = ("psfFlux_flag", "gaussianFlux_flag", "localBackground_flag",
-                       "pixelFlags")
+#: PixelFlags reads the centroid itself, without the extractor, so its flag is not among them.
+_CENTROID_DEPENDENT = ("psfFlux_flag", "gaussianFlux_flag", "localBackground_flag")
 
 
 def _propagate_reference_flags(out: dict[str, Any], refs: pl.DataFrame) -> None:

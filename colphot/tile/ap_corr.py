@@ -148,13 +148,14 @@ def apply_ap_corr(columns: dict[str, Any], ap_corr: ApCorrMap | None, x: np.ndar
     map's ``<model>_instFlux`` field ``c`` and ``<model>_instFluxErr`` field ``e`` at the
     centroid: ``<name>`` becomes ``flux * c`` and ``<name>Err`` ``err * c`` (LSST's default,
     naive error: the correction's own uncertainty, shared by all sources, is not added);
-    ``<name>_apCorr`` and ``<name>_apCorrErr`` record ``c`` and ``e``.
+    ``<name>_apCorr`` records ``c``; ``<name>_apCorrErr`` is 0, as LSST writes it with
+    ``UseNaiveFluxErr`` (the ``instFluxErr`` field must be in the map, but is not evaluated).
 
     ``<name>_flag_apCorr`` is set where the correction cannot be applied: the map lacks either
     field (then every row, the fluxes are left uncorrected and ``_apCorr`` is NaN, and the
-    general flag is not touched), or ``c`` is not finite and positive or ``e`` is negative at
-    the centroid (then, with ``flag_failures``, LSST's ``doFlagApCorrFailures``, the general
-    ``<name>_flag`` is set too, and the flux is left uncorrected).
+    general flag is not touched), or ``c`` is not finite and positive at the centroid (then,
+    with ``flag_failures``, LSST's ``doFlagApCorrFailures``, the general ``<name>_flag`` is
+    set too, and the flux is left uncorrected).
 
     Parameters
     ----------
@@ -184,9 +185,11 @@ def apply_ap_corr(columns: dict[str, Any], ap_corr: ApCorrMap | None, x: np.ndar
             out[f"{name}_flag_apCorr"] = np.ones(n, dtype=bool)
             continue
         c = value.evaluate(x, y)
-        e = error.evaluate(x, y)
+        # LSST's UseNaiveFluxErr: the error field must exist, but its value is not used and
+        # _apCorrErr is 0
+        e = np.zeros(n)
         with np.errstate(invalid="ignore"):
-            good = np.isfinite(c) & (c > 0.0) & (e >= 0.0)
+            good = np.isfinite(c) & (c > 0.0)
         flux = np.asarray(columns[name], dtype=np.float64)
         err = np.asarray(columns[f"{name}Err"], dtype=np.float64)
         out[name] = np.where(good, flux * c, flux)

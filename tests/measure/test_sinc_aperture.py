@@ -186,3 +186,17 @@ def test_sinc_nan_pixel_in_coefficient_box(field):
                             method="sinc")
     assert res.no_data[0, 3] and np.isnan(res.flux[0, 3]) and res.flag[0, 3]
     assert not res.no_data[0, 0] and np.isfinite(res.flux[0, 0])
+
+
+def test_aperture_box_rounds_as_box2i_expand(field):
+    """LSST's aperture box is ``Box2I(ellipse.computeBBox(), EXPAND)``: pixels
+    ``floor(min + 0.5) .. ceil(max + 0.5) - 1``. A 4.5-pixel circle centred on column 4 spans
+    -0.5 .. 8.5: pixels 0 .. 8, on the tile (measured on the clipped coefficients); a hair
+    further left it reaches pixel -1 (truncated)."""
+    image, variance = field
+    res = measure_apertures(image, variance, np.array([4.0, 3.99]), np.array([70.0, 70.0]),
+                            (4.5,), method="sinc")
+    assert not res.truncated[0, 0] and res.sinc_truncated[0, 0] and not res.flag[0, 0]
+    flux, err, trunc = _lsst_sinc_flux(image, variance, 4.0, 70.0, 4.5)
+    assert trunc and res.flux[0, 0] == pytest.approx(flux, rel=1e-6)
+    assert res.truncated[1, 0] and res.flag[1, 0] and np.isnan(res.flux[1, 0])

@@ -3,8 +3,9 @@
 - for each algorithm LSST aperture-corrects (PsfFlux, GaussianFlux), the map's
   ``<model>_instFlux`` field c and ``<model>_instFluxErr`` field e at the centroid;
 - flux -> flux * c, fluxErr -> fluxErr * c (``UseNaiveFluxErr``), ``_apCorr`` = c,
-  ``_apCorrErr`` = e, ``_flag_apCorr`` unset where c is finite and > 0 and e >= 0;
-- where c or e is bad: ``_flag_apCorr`` and (``doFlagApCorrFailures``) the general flag set,
+  ``_apCorrErr`` = 0 (``UseNaiveFluxErr``: e must exist but is not used), ``_flag_apCorr``
+  unset where c is finite and > 0;
+- where c is bad: ``_flag_apCorr`` and (``doFlagApCorrFailures``) the general flag set,
   flux left as it was;
 - a map without the fields: ``_flag_apCorr`` on every row, the general flag untouched.
 
@@ -94,7 +95,7 @@ def test_forced_applies_lsst_correction(sim_tile):
     got = colphot.forced_photometry(tile, sim_tile.refs)
     c = _cheb_direct(coeffs, bbox, got["centroid_x"].to_numpy(), got["centroid_y"].to_numpy())
     np.testing.assert_allclose(got["psfFlux_apCorr"].to_numpy(), c, rtol=1e-12)
-    np.testing.assert_allclose(got["psfFlux_apCorrErr"].to_numpy(), 0.01)
+    np.testing.assert_array_equal(got["psfFlux_apCorrErr"].to_numpy(), 0.0)
     np.testing.assert_allclose(got["psfFlux"].to_numpy(), plain["psfFlux"].to_numpy() * c,
                                rtol=1e-12)
     np.testing.assert_allclose(got["psfFluxErr"].to_numpy(),
@@ -130,11 +131,12 @@ def test_bad_correction_sets_flags(sim_tile):
                                   bad | plain["psfFlux_flag"].to_numpy())
     np.testing.assert_array_equal(got["psfFlux"].to_numpy()[bad],
                                   plain["psfFlux"].to_numpy()[bad])
-    # a negative error field is bad too
+    # the error field is not evaluated (UseNaiveFluxErr): a negative one changes nothing
     tile = _corrected_tile(sim_tile, ChebyshevField.constant(1.0),
                            ChebyshevField.constant(-0.1))
     got = colphot.forced_photometry(tile, sim_tile.refs)
-    assert got["psfFlux_flag_apCorr"].all() and got["psfFlux_flag"].all()
+    assert not got["psfFlux_flag_apCorr"].any()
+    assert (got["psfFlux_apCorrErr"] == 0.0).all()
 
 
 def test_tile_without_map_flags_every_row(sim_tile):
